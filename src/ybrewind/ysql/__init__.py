@@ -1,0 +1,1 @@
+"""YSQL / PostgreSQL support: catalog reading, DDL writing, dump, load, compare."""
