@@ -1,0 +1,205 @@
+"""An embedded throwaway PostgreSQL cluster for the demo, the tests and users' experiments.
+
+It uses the server binaries already installed on the machine (``pg_config --bindir`` or
+``/usr/lib/postgresql/*/bin``), listens on a free 127.0.0.1 port with ``wal_level=logical`` and
+``track_commit_timestamp=on``, and is started through ``runuser -u postgres`` when we run as root,
+because PostgreSQL refuses to run as root. Durability is switched off (``fsync=off``): a sandbox
+is for throwaway data only.
+
+Authentication: the superuser ``postgres`` is trusted on loopback; every other role must give a
+password (scram-sha-256), so wrong-password handling can be exercised for real.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ybrewind.errors import UsageError, YbrewindError
+
+SUPERUSER = "postgres"
+STATE_FILE = "sandbox.json"
+
+
+class SandboxError(YbrewindError):
+    """The sandbox cluster could not be created, started or stopped."""
+
+
+def default_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"ybrewind-sandbox-{os.getuid()}"
+
+
+def find_bindir() -> Path:
+    """Locate the PostgreSQL server binaries, preferring ``pg_config --bindir``."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+            candidates.append(Path(out.stdout.strip()))
+        except (OSError, subprocess.CalledProcessError):
+            pass
+
+    def version_key(path: str) -> float:
+        try:
+            return float(Path(path).parent.name)
+        except ValueError:
+            return 0.0
+
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_key, reverse=True)]
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    raise SandboxError(
+        "no PostgreSQL server binaries found (looked at pg_config --bindir and /usr/lib/postgresql/*/bin); "
+        "install the postgresql server package"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A running (or recorded) sandbox cluster."""
+
+    directory: str
+    port: int
+    bindir: str
+
+    @property
+    def datadir(self) -> Path:
+        return Path(self.directory) / "data"
+
+    def url(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def binary(self, name: str) -> str:
+        return str(Path(self.bindir) / name)
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def _run(argv: list[str], what: str) -> None:
+    proc = subprocess.run(_as_server_user(argv), capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SandboxError(f"{what} failed: {detail[-1] if detail else f'exit code {proc.returncode}'}")
+
+
+def start(directory: Path | None = None, port: int | None = None) -> Sandbox:
+    """Create and start a cluster in ``directory`` (reusing it if it is already running)."""
+    directory = Path(directory or default_dir()).resolve()
+    existing = status(directory)
+    if existing is not None:
+        return existing
+    if directory.exists():
+        shutil.rmtree(directory)  # a stale, stopped sandbox: it is throwaway by definition
+    bindir = find_bindir()
+    directory.mkdir(parents=True, mode=0o700)
+    if os.geteuid() == 0:
+        shutil.chown(directory, user="postgres", group="postgres")
+    sandbox = Sandbox(str(directory), port or free_port(), str(bindir))
+    hba = directory / "pg_hba.conf"
+    hba.write_text(
+        "local all all trust\n"
+        f"host all {SUPERUSER} 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+        "host replication all 127.0.0.1/32 scram-sha-256\n"
+        f"host replication {SUPERUSER} 127.0.0.1/32 trust\n"
+    )
+    hba.chmod(0o644)
+    _run(
+        [
+            sandbox.binary("initdb"),
+            "-D",
+            str(sandbox.datadir),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        "initdb",
+    )
+    settings = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(sandbox.port),
+        "unix_socket_directories": f"'{directory}'",
+        "hba_file": f"'{hba}'",
+        "wal_level": "logical",
+        "max_replication_slots": "20",
+        "max_wal_senders": "20",
+        "track_commit_timestamp": "on",
+        "max_connections": "200",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "shared_buffers": "256MB",
+        "max_wal_size": "4GB",
+        "log_min_messages": "warning",
+    }
+    conf = sandbox.datadir / "postgresql.conf"
+    with open(conf, "a") as f:
+        f.write("\n# ybrewind sandbox\n")
+        f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+    _run(
+        [
+            sandbox.binary("pg_ctl"),
+            "-D",
+            str(sandbox.datadir),
+            "-l",
+            str(directory / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        "starting the sandbox server",
+    )
+    (directory / STATE_FILE).write_text(json.dumps(asdict(sandbox)))
+    return sandbox
+
+
+def status(directory: Path | None = None) -> Sandbox | None:
+    """The sandbox in ``directory`` if its server is running, else None."""
+    directory = Path(directory or default_dir()).resolve()
+    state = directory / STATE_FILE
+    if not state.exists():
+        return None
+    sandbox = Sandbox(**json.loads(state.read_text()))
+    if not (sandbox.datadir / "postmaster.pid").exists():
+        return None
+    proc = subprocess.run(
+        _as_server_user([sandbox.binary("pg_ctl"), "-D", str(sandbox.datadir), "status"]), capture_output=True
+    )
+    return sandbox if proc.returncode == 0 else None
+
+
+def stop(directory: Path | None = None) -> bool:
+    """Stop the sandbox server and delete its files. Returns False if nothing was running."""
+    directory = Path(directory or default_dir()).resolve()
+    sandbox = status(directory)
+    if sandbox is not None:
+        _run([sandbox.binary("pg_ctl"), "-D", str(sandbox.datadir), "-m", "fast", "-w", "stop"], "stopping")
+    if directory.exists():
+        if not (directory / STATE_FILE).exists():
+            raise UsageError(f"{directory} is not a ybrewind sandbox; refusing to delete it")
+        shutil.rmtree(directory, ignore_errors=True)
+    return sandbox is not None

@@ -1,0 +1,533 @@
+"""Consistent, parallel logical dump of one YSQL/PostgreSQL database into plain SQL scripts.
+
+Layout of a dump directory (see README):
+
+    manifest.json        written last; files with sha256, row counts, snapshot, objects
+    pre-data.sql         schemas, types, functions, sequences, tables, views
+    data/NNNN-name.sql   one COPY ... FROM stdin block per table or table slice (.sql.zst if compressed)
+    post-data.sql        constraints, indexes, triggers, policies, privileges, sequence values, refreshes
+    restore.sql          \\ir's the above in order, so `psql -f restore.sql` restores without ybrewind
+
+Consistency: the coordinator opens a REPEATABLE READ transaction and exports its snapshot
+(PostgreSQL), or pins a read time (YugabyteDB ``yb_read_time``); every worker reads inside that
+same snapshot, so the dump is one instant of the database even under concurrent writes.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from ybrewind import manifest as mf
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.errors import DatabaseError, StorageError, UsageError
+from ybrewind.files import ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
+from ybrewind.progress import Progress
+from ybrewind.ysql import catalog
+from ybrewind.ysql.ddl import SCRIPT_PREAMBLE, DdlWriter, Dialect, PostDataStatement, RenderOptions, ident
+from ybrewind.ysql.model import SchemaModel, Table
+
+DEFAULT_SLICE_BYTES = 256 << 20
+ROWS_PER_INSERT = 100
+YB_HASH_MAX = 65535
+
+
+@dataclass
+class DumpOptions:
+    jobs: int = 1
+    compress: bool = False
+    inserts: bool = False
+    dialect: Dialect | None = None  # default: the source's
+    owners: bool = True
+    privileges: bool = True
+    schema_only: bool = False
+    data_only: bool = False
+    filters: catalog.Filters = field(default_factory=catalog.Filters)
+    slice_bytes: int = DEFAULT_SLICE_BYTES
+
+    def validate(self) -> None:
+        if self.schema_only and self.data_only:
+            raise UsageError("--schema-only and --data-only cannot be used together")
+        if self.jobs < 1:
+            raise UsageError("-j/--jobs must be at least 1")
+
+
+@dataclass
+class DumpResult:
+    output: str
+    dialect: str
+    tables: int
+    rows: int
+    bytes: int
+    files: int
+    seconds: float
+    snapshot: dict[str, Any]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One unit of data work: a whole table, or a page / hash range of it."""
+
+    table: Table
+    index: int  # position among the table's slices
+    where: sql.Composable | None  # None: the whole table
+
+    @property
+    def label(self) -> str:
+        return f"{self.table.schema}.{self.table.name}" + (f" [{self.index + 1}]" if self.where is not None else "")
+
+
+def _translate(error: psycopg.Error, what: str) -> DatabaseError:
+    diag = getattr(error, "diag", None)
+    primary = (diag.message_primary if diag else None) or str(error).strip().splitlines()[0]
+    return DatabaseError(f"{what}: {primary}")
+
+
+class Snapshot:
+    """The dump's single point in time, shared by the coordinator and all workers."""
+
+    def __init__(self, coordinator: psycopg.Connection, is_yugabyte: bool) -> None:
+        self.is_yugabyte = is_yugabyte
+        self.name: str | None = None
+        self.read_time_us: int | None = None
+        self.lsn: str | None = None
+        coordinator.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if is_yugabyte:
+            # yb_read_time pins every session to the same hybrid time (export/import of snapshots is
+            # not available on YB); it must be set before the first read of the transaction.
+            coordinator.execute("ROLLBACK")
+            row = coordinator.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()
+            assert row is not None
+            self.read_time_us = int(row[0])
+            self.enter(coordinator)
+            self.time = datetime.fromtimestamp(self.read_time_us / 1e6, UTC)
+        else:
+            row = coordinator.execute(
+                "SELECT pg_export_snapshot(), clock_timestamp(), "
+                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
+            ).fetchone()
+            assert row is not None
+            self.name, self.time, self.lsn = row
+
+    def enter(self, conn: psycopg.Connection) -> None:
+        """Make ``conn`` (autocommit, idle) read inside the snapshot."""
+        if self.is_yugabyte:
+            conn.execute(sql.SQL("SET yb_read_time TO {}").format(sql.Literal(self.read_time_us)))
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        else:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)))
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(),
+            "lsn": self.lsn,
+            "snapshot": self.name,
+            "yb_read_time": self.read_time_us,
+        }
+
+
+def plan_slices(
+    tables: list[Table], is_yugabyte: bool, slice_bytes: int, jobs: int, block_size: int = 8192
+) -> list[Slice]:
+    """Split big tables so one table does not serialize a parallel dump; biggest work first.
+
+    PostgreSQL: ctid page ranges (TID range scans, PG14+); the last slice is open-ended so rows in
+    pages added since the size was read are not missed. YugabyteDB: yb_hash_code ranges over the
+    hash key; range-sharded tables are not sliced.
+    """
+    out: list[Slice] = []
+    for t in sorted(tables, key=lambda t: -t.estimated_bytes):
+        n = math.ceil(t.estimated_bytes / slice_bytes) if jobs > 1 and slice_bytes > 0 else 1
+        if n <= 1:
+            out.append(Slice(t, 0, None))
+        elif is_yugabyte:
+            hashed = [k.name for k in (t.primary_key.columns if t.primary_key else []) if k.ordering == "HASH"]
+            if not hashed:
+                out.append(Slice(t, 0, None))
+                continue
+            hash_expr = sql.SQL("yb_hash_code({})").format(sql.SQL(", ").join(map(sql.Identifier, hashed)))
+            width = (YB_HASH_MAX + 1) // n + 1
+            for i in range(n):
+                lo, hi = i * width, min((i + 1) * width - 1, YB_HASH_MAX)
+                if lo > YB_HASH_MAX:
+                    break
+                out.append(Slice(t, i, sql.SQL("{} BETWEEN {} AND {}").format(hash_expr, lo, hi)))
+        else:
+            pages = max(1, math.ceil(t.estimated_bytes / block_size))
+            step = math.ceil(pages / n)
+            for i in range(n):
+                lo = sql.Literal(f"({i * step},0)")
+                if i == n - 1:
+                    where = sql.SQL("ctid >= {}::tid").format(lo)
+                else:
+                    hi = sql.Literal(f"({(i + 1) * step},0)")
+                    where = sql.SQL("ctid >= {}::tid AND ctid < {}::tid").format(lo, hi)
+                out.append(Slice(t, i, where))
+    return out
+
+
+def copy_header(t: Table) -> str:
+    cols = ", ".join(ident(c) for c in t.copy_columns())
+    return f"COPY {ident(t.schema or '', t.name)} ({cols}) FROM stdin;\n"
+
+
+def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
+    query = sql.SQL("SELECT {} FROM ONLY {}").format(expressions, sql.Identifier(s.table.schema or "", s.table.name))
+    if s.where is not None:
+        query += sql.SQL(" WHERE ") + s.where
+    return query
+
+
+def _copy_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None]) -> int:
+    cols = sql.SQL(", ").join(map(sql.Identifier, s.table.copy_columns()))
+    if s.where is None:
+        query = sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
+    else:
+        query = sql.SQL("COPY ({}) TO STDOUT").format(_select(s, cols))
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for chunk in copy:
+            sink(bytes(chunk))
+    return max(cur.rowcount, 0)
+
+
+def _inserts_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None]) -> int:
+    """Multi-row INSERTs; values are quoted by the server (quote_nullable), never by us."""
+    t = s.table
+    cols = t.copy_columns()
+    row_expr = sql.SQL("'(' || concat_ws(', ', {}) || ')'").format(
+        sql.SQL(", ").join(sql.SQL("quote_nullable({}::text)").format(sql.Identifier(c)) for c in cols)
+    )
+    overriding = " OVERRIDING SYSTEM VALUE" if any(c.identity == "ALWAYS" for c in t.columns) else ""
+    head = f"INSERT INTO {ident(t.schema or '', t.name)} ({', '.join(ident(c) for c in cols)}){overriding} VALUES\n"
+    rows = 0
+    batch: list[str] = []
+    with conn.cursor(name=f"ybrewind_inserts_{threading.get_ident()}") as cur:
+        cur.itersize = 2000
+        cur.execute(_select(s, row_expr))
+        for (values,) in cur:
+            batch.append(values)
+            rows += 1
+            if len(batch) >= ROWS_PER_INSERT:
+                sink((head + ",\n".join(batch) + ";\n").encode())
+                batch.clear()
+    if batch:
+        sink((head + ",\n".join(batch) + ";\n").encode())
+    return rows
+
+
+def safe_filename(index: int, schema: str, name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{schema}.{name}")[:80].strip("._") or "table"
+    return f"{index:04d}-{stem}"
+
+
+class Dumper:
+    def __init__(self, source: PgEndpoint, options: DumpOptions, progress: Progress | None = None) -> None:
+        options.validate()
+        self.source = source
+        self.opt = options
+        self.progress = progress or Progress()
+
+    # -- shared -----------------------------------------------------------------------------
+    def _open(self) -> tuple[psycopg.Connection, Snapshot, SchemaModel]:
+        conn = self.source.connect()
+        try:
+            server = catalog.read_server(conn)
+            snapshot = Snapshot(conn, server.is_yugabyte)
+            model = catalog.read_schema(conn, self.opt.filters)
+            if not server.is_yugabyte:
+                self._lock_tables(conn, model)
+        except psycopg.Error as e:
+            conn.close()
+            raise _translate(e, f"reading the schema of {self.source.display()}") from None
+        return conn, snapshot, model
+
+    @staticmethod
+    def _lock_tables(conn: psycopg.Connection, model: SchemaModel) -> None:
+        # Like pg_dump: ACCESS SHARE locks keep tables from being dropped or altered mid-dump.
+        for t in model.tables():
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(t.schema or "", t.name)))
+
+    def _render(self, model: SchemaModel) -> tuple[DdlWriter, list[str], list[PostDataStatement]]:
+        dialect = self.opt.dialect or model.server.dialect
+        writer = DdlWriter(model, RenderOptions(dialect, self.opt.owners, self.opt.privileges))
+        pre = [] if self.opt.data_only else writer.pre_data()
+        post = writer.post_data()
+        if self.opt.data_only:
+            post = [p for p in post if p.phase == 5]
+        elif self.opt.schema_only:
+            post = [p for p in post if p.phase != 5]
+        return writer, pre, post
+
+    def _data_tables(self, model: SchemaModel) -> list[Table]:
+        if self.opt.schema_only:
+            return []
+        return [
+            t for t in model.tables() if not t.is_partitioned and self.opt.filters.data_selected(t.schema or "", t.name)
+        ]
+
+    # -- directory format -------------------------------------------------------------------
+    def dump_directory(self, outdir: Path) -> DumpResult:
+        started = time.monotonic()
+        outdir = Path(outdir)
+        if outdir.exists() and any(outdir.iterdir()):
+            raise UsageError(f"output directory {outdir} exists and is not empty")
+        try:
+            (outdir / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
+            outdir.chmod(0o700)
+        except OSError as e:
+            raise storage_error(outdir, e) from None
+        conn, snapshot, model = self._open()
+        try:
+            _, pre, post = self._render(model)
+            for w in model.warnings:
+                self.progress.warn(w)
+            suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
+            files: list[mf.FileEntry] = []
+            files.append(self._write_script(outdir, f"pre-data{suffix}", "pre-data", SCRIPT_PREAMBLE + pre))
+            slices = plan_slices(
+                self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
+            )
+            files += self._dump_data(outdir, slices, snapshot, conn)
+            files.append(
+                self._write_script(outdir, f"post-data{suffix}", "post-data", SCRIPT_PREAMBLE + [p.sql for p in post])
+            )
+            if not self.opt.compress:
+                files.append(self._write_restore(outdir, files))
+        finally:
+            conn.close()
+        manifest = mf.Manifest(
+            api="ysql",
+            source={
+                "server_version": model.server.version,
+                "dialect": model.server.dialect,
+                "database": model.database.name,
+                "endpoint": self.source.display(),
+                "colocated": model.database.colocated,
+            },
+            dialect=self.opt.dialect or model.server.dialect,
+            snapshot=snapshot.describe(),
+            compression="zstd" if self.opt.compress else "none",
+            options={
+                "inserts": self.opt.inserts,
+                "owners": self.opt.owners,
+                "privileges": self.opt.privileges,
+                "schema_only": self.opt.schema_only,
+                "data_only": self.opt.data_only,
+                "jobs": self.opt.jobs,
+            },
+            objects=_object_summary(model),
+            files=files,
+            post_data=[[0, ""]] * len(SCRIPT_PREAMBLE) + [[p.phase, p.group] for p in post],
+            warnings=model.warnings,
+        )
+        manifest.write(outdir)
+        data = manifest.files_of("data")
+        return DumpResult(
+            str(outdir),
+            manifest.dialect,
+            len({tuple(f.table or ()) for f in data}),
+            manifest.total_rows,
+            sum(f.bytes for f in manifest.files),
+            len(manifest.files) + 1,
+            round(time.monotonic() - started, 3),
+            manifest.snapshot,
+            model.warnings,
+        )
+
+    def _write_script(self, outdir: Path, name: str, kind: str, statements: list[str]) -> mf.FileEntry:
+        with atomic_write(outdir / name, compress=self.opt.compress) as w:
+            w.write(f"-- ybrewind {kind}\n\n".encode())
+            for stmt in statements:
+                w.write((stmt + ";\n\n").encode())
+        return mf.FileEntry(name, kind, w.sha256, w.bytes, compressed=self.opt.compress)
+
+    def _write_restore(self, outdir: Path, files: list[mf.FileEntry]) -> mf.FileEntry:
+        lines = [
+            "-- Restore this dump without ybrewind:  psql -X -f restore.sql -d TARGET_DATABASE",
+            "\\set ON_ERROR_STOP on",
+        ]
+        lines += [f"\\ir {f.path}" for f in files]
+        lines.append("ANALYZE;")
+        with atomic_write(outdir / "restore.sql") as w:
+            w.write(("\n".join(lines) + "\n").encode())
+        return mf.FileEntry("restore.sql", "restore", w.sha256, w.bytes)
+
+    def _dump_data(
+        self, outdir: Path, slices: list[Slice], snapshot: Snapshot, coordinator: psycopg.Connection
+    ) -> list[mf.FileEntry]:
+        total = sum(s.table.estimated_bytes for s in slices if s.index == 0)
+        bar = self.progress.task("dump data", total or None)
+        tasks: queue.Queue[tuple[int, Slice]] = queue.Queue()
+        for i, s in enumerate(slices, start=1):
+            tasks.put((i, s))
+        results: list[mf.FileEntry] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
+
+        def work(conn: psycopg.Connection) -> None:
+            while not errors:
+                try:
+                    i, s = tasks.get_nowait()
+                except queue.Empty:
+                    return
+                name = f"data/{safe_filename(i, s.table.schema or '', s.table.name)}{suffix}"
+                try:
+                    entry = self._dump_slice(conn, outdir / name, name, s, bar)
+                except BaseException as e:
+                    with lock:
+                        errors.append(e)
+                    return
+                with lock:
+                    results.append(entry)
+
+        workers = min(self.opt.jobs, max(1, len(slices)))
+        conns = [coordinator]
+        try:
+            for _ in range(workers - 1):
+                c = self.source.connect()
+                snapshot.enter(c)
+                conns.append(c)
+            threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in conns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            for c in conns[1:]:
+                c.close()
+        if errors:
+            e = errors[0]
+            if isinstance(e, psycopg.Error):
+                raise _translate(e, "dumping data") from None
+            raise e
+        fsync_dir(outdir / "data")
+        return sorted(results, key=lambda f: f.path)
+
+    def _dump_slice(self, conn: psycopg.Connection, path: Path, name: str, s: Slice, bar: Any) -> mf.FileEntry:
+        t = s.table
+        with atomic_write(path, compress=self.opt.compress) as w:
+
+            def sink(data: bytes) -> None:
+                w.write(data)
+                self.progress.advance(bar, len(data))
+
+            try:
+                if self.opt.inserts:
+                    rows = _inserts_out(conn, s, sink)
+                else:
+                    w.write(copy_header(t).encode())
+                    rows = _copy_out(conn, s, sink)
+                    w.write(b"\\.\n")
+            except psycopg.Error as e:
+                raise _translate(e, f"dumping {s.label}") from None
+        return mf.FileEntry(
+            name, "data", w.sha256, w.bytes, table=[t.schema or "", t.name], rows=rows, compressed=self.opt.compress
+        )
+
+    # -- plain format -----------------------------------------------------------------------
+    def dump_plain(self, out: IO[bytes]) -> DumpResult:
+        """One script on ``out`` (like pg_dump -Fp): pre-data, data, post-data; sequential."""
+        started = time.monotonic()
+        conn, snapshot, model = self._open()
+        rows = 0
+        written = 0
+
+        def emit(data: bytes) -> None:
+            nonlocal written
+            try:
+                out.write(data)
+            except OSError as e:
+                raise StorageError(f"cannot write the dump: {e.strerror or e}") from None
+            written += len(data)
+
+        try:
+            _, pre, post = self._render(model)
+            for w in model.warnings:
+                self.progress.warn(w)
+            emit(f"-- ybrewind dump of {model.database.name} at {snapshot.time.isoformat()}\n".encode())
+            emit(b"\\set ON_ERROR_STOP on\n")
+            for stmt in SCRIPT_PREAMBLE + pre:
+                emit((stmt + ";\n\n").encode())
+            tables = self._data_tables(model)
+            for s in plan_slices(tables, model.server.is_yugabyte, 0, 1):
+                if self.opt.inserts:
+                    rows += _inserts_out(conn, s, emit)
+                else:
+                    emit(copy_header(s.table).encode())
+                    rows += _copy_out(conn, s, emit)
+                    emit(b"\\.\n\n")
+            for p in sorted(post, key=lambda p: p.phase):
+                emit((p.sql + ";\n\n").encode())
+            out.flush()
+        except psycopg.Error as e:
+            raise _translate(e, "dumping") from None
+        finally:
+            conn.close()
+        return DumpResult(
+            "-",
+            self.opt.dialect or model.server.dialect,
+            len(self._data_tables(model)),
+            rows,
+            written,
+            1,
+            round(time.monotonic() - started, 3),
+            snapshot.describe(),
+            model.warnings,
+        )
+
+
+def _object_summary(model: SchemaModel) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for o in model.objects:
+        kind = type(o).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+    counts.update(
+        Constraint=len(model.constraints),
+        Index=len(model.indexes),
+        Trigger=len(model.triggers),
+        Policy=len(model.policies),
+        Rule=len(model.rules),
+        Statistics=len(model.statistics),
+    )
+    return {
+        "counts": {k: v for k, v in counts.items() if v},
+        "schemas": [o.name for o in model.objects if type(o).__name__ == "Schema"],
+        "tables": [[t.schema, t.name] for t in model.tables()],
+    }
+
+
+def dump(
+    source: PgEndpoint,
+    output: Path | Literal["-"] | IO[bytes],
+    options: DumpOptions | None = None,
+    progress: Progress | None = None,
+    plain: bool = False,
+) -> DumpResult:
+    """Dump ``source``: a directory (default) or, with ``plain``, one script to a file or stdout."""
+    dumper = Dumper(source, options or DumpOptions(), progress)
+    if not plain:
+        assert isinstance(output, (str, Path))
+        return dumper.dump_directory(Path(output))
+    if output == "-":
+        return dumper.dump_plain(sys.stdout.buffer)
+    if isinstance(output, (str, Path)):
+        path = Path(output)
+        with atomic_write(path) as w:
+            return dumper.dump_plain(w)  # type: ignore[arg-type]
+    return dumper.dump_plain(output)

@@ -1,0 +1,92 @@
+"""Shared pytest fixtures: one sandbox PostgreSQL per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ybrewind import sandbox as sandbox_mod
+from ybrewind.endpoints import PgEndpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_SQL = REPO_ROOT / "fixtures" / "ysql" / "fixture.sql"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_sandbox() -> Iterator[sandbox_mod.Sandbox]:
+    directory = Path(tempfile.mkdtemp(prefix="ybrewind-test-"))
+    directory.rmdir()
+    sb = sandbox_mod.start(directory)
+    try:
+        yield sb
+    finally:
+        sandbox_mod.stop(directory)
+
+
+class PgServer:
+    """Helper around the session sandbox: create databases, run SQL, build endpoints."""
+
+    def __init__(self, sb: sandbox_mod.Sandbox) -> None:
+        self.sandbox = sb
+
+    def endpoint(self, dbname: str = "postgres", user: str = sandbox_mod.SUPERUSER) -> PgEndpoint:
+        return PgEndpoint(self.sandbox.url(dbname, user))
+
+    def url(self, dbname: str = "postgres") -> str:
+        return self.sandbox.url(dbname)
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.sandbox.url(dbname), autocommit=True)
+
+    def create_database(self, prefix: str = "t") -> str:
+        name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def psql(self, dbname: str, *args: str, check: bool = True) -> str:
+        import subprocess
+
+        proc = subprocess.run(
+            [self.sandbox.binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url(dbname), *args],
+            capture_output=True, text=True,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"psql failed: {proc.stderr}")
+        return proc.stdout
+
+    def load_fixture(self, dbname: str) -> None:
+        self.psql(dbname, "-f", str(FIXTURE_SQL))
+
+
+@pytest.fixture(scope="session")
+def pg(pg_sandbox: sandbox_mod.Sandbox) -> PgServer:
+    return PgServer(pg_sandbox)
+
+
+@pytest.fixture
+def db(pg: PgServer) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    name = pg.create_database()
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def fixture_db(pg: PgServer) -> str:
+    """The fixture database loaded once per session; tests must not modify it."""
+    name = pg.create_database("fixture")
+    pg.load_fixture(name)
+    return name
