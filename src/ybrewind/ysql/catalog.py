@@ -269,6 +269,7 @@ class CatalogReader:
                 attrs = _q(
                     self.conn,
                     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, "
+                    "col_description(a.attrelid, a.attnum) AS comment, "
                     "CASE WHEN a.attcollation <> t.typcollation THEN (SELECT quote_ident(cn.nspname) || '.' || "
                     "quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace cn ON cn.oid = c.collnamespace "
                     "WHERE c.oid = a.attcollation) END AS collation "
@@ -280,7 +281,7 @@ class CatalogReader:
                 self._add(
                     CompositeType(
                         **common,
-                        attributes=[CompositeAttribute(a["attname"], a["type"], a["collation"]) for a in attrs],
+                        attributes=[CompositeAttribute(a["attname"], a["type"], a["collation"], a["comment"]) for a in attrs],
                     )
                 )
             elif kind == "d":
@@ -351,6 +352,9 @@ class CatalogReader:
             f"p.prokind = 'p' AS is_proc "
             f"FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             f"WHERE {USER_NAMESPACES} AND {kinds} AND "
+            # constructors of range/multirange types come with CREATE TYPE (internal dependency)
+            "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+            "AND d.deptype = 'i') AND "
             + NOT_IN_EXTENSION.format(catalog="'pg_proc'", oid="p.oid")
             + " ORDER BY n.nspname, p.proname, args",
         )
@@ -744,12 +748,6 @@ class CatalogReader:
         for kind, query in checks.items():
             for r in _q(self.conn, query):
                 self.model.warnings.append(f"{kind} {r['name']} is not dumped (ybrewind does not render this kind yet)")
-        for t in self.model.triggers:
-            if t.enabled != "O":
-                self.model.warnings.append(
-                    f"trigger {t.name} on {t.table[0]}.{t.table[1]} is disabled "
-                    f"or has a replication role ({t.enabled}); it is dumped enabled"
-                )
 
     # -- ordering ----------------------------------------------------------------------------
     def _dependencies(self) -> None:

@@ -52,6 +52,9 @@ PHASE_PRIVILEGES = 4
 PHASE_SEQUENCES = 5
 PHASE_REFRESH = 6  # materialized views, in dependency order
 
+# pg_trigger.tgenabled values other than the default 'O' (fires in origin and local mode).
+TRIGGER_STATES = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+
 SCRIPT_PREAMBLE = [
     "SET client_encoding = 'UTF8'",
     "SET standard_conforming_strings = on",
@@ -207,7 +210,9 @@ class DdlWriter:
         for c in t.columns:
             if c.identity and not c.inherited and t.partition_of is None:
                 seq = c.identity_sequence
-                opts = f" (SEQUENCE NAME {qualified(seq)}{sequence_options(seq.options)})" if seq else ""
+                opts = (
+                    f" (SEQUENCE NAME {qualified(seq)}{sequence_options(seq.options, with_type=False)})" if seq else ""
+                )
                 out.append(
                     f"ALTER TABLE {name} ALTER COLUMN {ident(c.name)} ADD GENERATED {c.identity} AS IDENTITY{opts}"
                 )
@@ -265,6 +270,12 @@ class DdlWriter:
                 f"COMMENT ON COLUMN {name}.{ident(col)} IS {literal(text)}"
                 for col, text in obj.columns_comments.items()
             ]
+        elif isinstance(obj, CompositeType):
+            out += [
+                f"COMMENT ON COLUMN {name}.{ident(a.name)} IS {literal(a.comment)}"
+                for a in obj.attributes
+                if a.comment is not None
+            ]
         elif isinstance(obj, Domain):
             out += [
                 f"COMMENT ON CONSTRAINT {ident(c.name)} ON DOMAIN {name} IS {literal(c.comment)}"
@@ -314,6 +325,9 @@ class DdlWriter:
                 add(f"COMMENT ON INDEX {ident(i.schema, i.name)} IS {literal(i.comment)}", i.table, PHASE_INDEXES)
         for tr in self.model.triggers:
             add(tr.definition, tr.table, PHASE_TABLE_EXTRAS)
+            if tr.enabled in TRIGGER_STATES:
+                add(f"ALTER TABLE {ident(*tr.table)} {TRIGGER_STATES[tr.enabled]} TRIGGER {ident(tr.name)}", tr.table,
+                    PHASE_TABLE_EXTRAS)
             if tr.comment is not None:
                 add(
                     f"COMMENT ON TRIGGER {ident(tr.name)} ON {ident(*tr.table)} IS {literal(tr.comment)}",
@@ -368,7 +382,7 @@ class DdlWriter:
             add(stmt, ("", "sequences"), PHASE_SEQUENCES)
         for v in self.model.materialized_views():
             add(f"REFRESH MATERIALIZED VIEW {qualified(v)}", ("", "refresh"), PHASE_REFRESH)
-        return out
+        return sorted(out, key=lambda p: p.phase)  # stable: a script run top to bottom is valid
 
     def index(self, i: Index) -> str:
         if self.yb and self.model.server.is_yugabyte:
@@ -451,9 +465,10 @@ class DdlWriter:
 
 
 # -- helpers shared with tests and the YB renderer ---------------------------------------------
-def sequence_options(o: SequenceOptions) -> str:
+def sequence_options(o: SequenceOptions, with_type: bool = True) -> str:
     return (
-        f"\n    AS {o.data_type}\n    START WITH {o.start}\n    INCREMENT BY {o.increment}\n"
+        (f"\n    AS {o.data_type}" if with_type else "")
+        + f"\n    START WITH {o.start}\n    INCREMENT BY {o.increment}\n"
         f"    MINVALUE {o.min_value}\n    MAXVALUE {o.max_value}\n    CACHE {o.cache}"
         + ("\n    CYCLE" if o.cycle else "")
     )
@@ -516,6 +531,8 @@ def grant_kind(obj: DbObject) -> str:
 
 
 def object_name(obj: DbObject) -> str:
+    if isinstance(obj, Extension):
+        return ident(obj.name)
     if isinstance(obj, Function):
         return f"{qualified(obj)}({obj.identity_args})"
     return qualified(obj)

@@ -36,7 +36,7 @@ from ybrewind.errors import DatabaseError, StorageError, UsageError
 from ybrewind.files import ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
 from ybrewind.progress import Progress
 from ybrewind.ysql import catalog
-from ybrewind.ysql.ddl import SCRIPT_PREAMBLE, DdlWriter, Dialect, PostDataStatement, RenderOptions, ident
+from ybrewind.ysql.ddl import PHASE_REFRESH, PHASE_SEQUENCES, SCRIPT_PREAMBLE, DdlWriter, Dialect, PostDataStatement, RenderOptions, ident
 from ybrewind.ysql.model import SchemaModel, Table
 
 DEFAULT_SLICE_BYTES = 256 << 20
@@ -199,10 +199,11 @@ def _copy_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None])
         query = sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
     else:
         query = sql.SQL("COPY ({}) TO STDOUT").format(_select(s, cols))
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            sink(bytes(chunk))
-    return max(cur.rowcount, 0)
+    with conn.cursor() as cur:
+        with cur.copy(query) as copy:
+            for chunk in copy:
+                sink(bytes(chunk))
+        return max(cur.rowcount, 0)  # known once the COPY is complete, lost when the cursor closes
 
 
 def _inserts_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None]) -> int:
@@ -268,9 +269,9 @@ class Dumper:
         pre = [] if self.opt.data_only else writer.pre_data()
         post = writer.post_data()
         if self.opt.data_only:
-            post = [p for p in post if p.phase == 5]
+            post = [p for p in post if p.phase in (PHASE_SEQUENCES, PHASE_REFRESH)]
         elif self.opt.schema_only:
-            post = [p for p in post if p.phase != 5]
+            post = [p for p in post if p.phase != PHASE_SEQUENCES]
         return writer, pre, post
 
     def _data_tables(self, model: SchemaModel) -> list[Table]:

@@ -59,6 +59,7 @@ class CompositeAttribute:
     name: str
     type: str
     collation: str | None = None
+    comment: str | None = None
 
 
 @dataclass

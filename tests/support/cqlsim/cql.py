@@ -870,7 +870,7 @@ class _Parser:
                 return marker
             if tok.text == "-":
                 nxt = self.next()
-                if nxt.kind in ("int", "float"):
+                if nxt.kind in ("int", "float", "duration"):
                     return Literal(nxt.kind, "-" + nxt.text)
                 if nxt.kind == "ident" and nxt.word == "INFINITY":
                     return Literal("inf", "-Infinity")

@@ -1,0 +1,327 @@
+"""The ``ybrewind`` command line: parse options, call the library, print. No logic lives here.
+
+Conventions shared by every command: progress on stderr (``--quiet`` silences it), a one-line
+human summary on stderr, ``--json`` prints a machine summary on stdout, and every failure is one
+line ``ybrewind: error: ...`` with a non-zero exit code (see ``errors.py`` for the codes).
+Set ``YBREWIND_DEBUG=1`` to get tracebacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+
+from ybrewind import __version__, sandbox
+from ybrewind import manifest as mf
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.errors import UsageError, YbrewindError
+from ybrewind.progress import Progress, TerminalProgress
+from ybrewind.ysql import compare as ysql_compare
+from ybrewind.ysql import dump as ysql_dump
+from ybrewind.ysql import load as ysql_load
+from ybrewind.ysql.catalog import Filters
+
+
+def _emit(ctx_json: bool, quiet: bool, summary: Any, human: str) -> None:
+    if ctx_json:
+        data = dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else summary
+        click.echo(json.dumps(data, indent=2, default=str))
+    if not quiet:
+        click.echo(human, err=True)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress() if quiet else TerminalProgress()
+
+
+def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ybrewind")
+def cli() -> None:
+    """Logical backup and point-in-time recovery for YugabyteDB (YSQL, YCQL) and PostgreSQL.
+
+    Endpoints are postgresql:// URLs or libpq key=value strings; when omitted, libpq's
+    environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) is used.
+    """
+
+
+# -- sandbox ------------------------------------------------------------------------------------
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """A throwaway local PostgreSQL (wal_level=logical) for demos and experiments."""
+
+
+def _sandbox_dir(directory: str | None) -> Path:
+    return Path(directory) if directory else sandbox.default_dir()
+
+
+@sandbox_group.command("start")
+@click.option("--dir", "directory", help="Where the cluster lives (default: a per-user temp dir).")
+@click.option("--port", type=int, help="TCP port on 127.0.0.1 (default: a free one).")
+@common_options
+def sandbox_start(directory: str | None, port: int | None, quiet: bool, as_json: bool) -> None:
+    """Start the sandbox (or report the running one)."""
+    sb = sandbox.start(_sandbox_dir(directory), port)
+    _emit(
+        as_json,
+        quiet,
+        {"running": True, "url": sb.url(), **dataclasses.asdict(sb)},
+        f"sandbox running: {sb.url()}\n  export DATABASE_URL={sb.url()}",
+    )
+
+
+@sandbox_group.command("stop")
+@click.option("--dir", "directory", help="The sandbox directory.")
+@common_options
+def sandbox_stop(directory: str | None, quiet: bool, as_json: bool) -> None:
+    """Stop the sandbox and delete its data."""
+    was_running = sandbox.stop(_sandbox_dir(directory))
+    _emit(as_json, quiet, {"stopped": was_running}, "sandbox stopped" if was_running else "no sandbox was running")
+
+
+@sandbox_group.command("status")
+@click.option("--dir", "directory", help="The sandbox directory.")
+@common_options
+def sandbox_status(directory: str | None, quiet: bool, as_json: bool) -> None:
+    """Tell whether the sandbox runs, and its URL. Exit code 1 when it does not."""
+    sb = sandbox.status(_sandbox_dir(directory))
+    if sb is None:
+        _emit(as_json, quiet, {"running": False}, "sandbox is not running")
+        sys.exit(1)
+    _emit(as_json, quiet, {"running": True, "url": sb.url(), **dataclasses.asdict(sb)}, f"sandbox running: {sb.url()}")
+
+
+# -- dump / load / verify / compare -----------------------------------------------------------------
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[SOURCE] OUTDIR")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Parallel workers.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["directory", "plain"]),
+    default="directory",
+    show_default=True,
+    help="plain: one script on stdout or -f FILE (like pg_dump -Fp).",
+)
+@click.option("-f", "--file", "out_file", type=click.Path(dir_okay=False), help="With --format plain: write here.")
+@click.option("--compress", type=click.Choice(["none", "zstd"]), default="none", show_default=True)
+@click.option("--inserts", is_flag=True, help="Multi-row INSERT statements instead of COPY.")
+@click.option("--dialect", type=click.Choice(["postgres", "yugabyte"]), help="Target dialect (default: the source's).")
+@click.option("--no-owner", is_flag=True, help="Do not set object owners.")
+@click.option("--no-privileges", "--no-acl", is_flag=True, help="Do not dump GRANT/REVOKE.")
+@click.option("-n", "--schema", "schemas", multiple=True, help="Only this schema (pattern; repeatable).")
+@click.option("-N", "--exclude-schema", "exclude_schemas", multiple=True, help="Not this schema (pattern).")
+@click.option("-t", "--table", "tables", multiple=True, help="Only this table (pattern, may be schema-qualified).")
+@click.option("-T", "--exclude-table", "exclude_tables", multiple=True, help="Not this table (pattern).")
+@click.option("--exclude-table-data", multiple=True, help="Schema but no data for this table (pattern).")
+@click.option("-s", "--schema-only", is_flag=True)
+@click.option("-a", "--data-only", is_flag=True)
+@click.option(
+    "--slice-size",
+    type=int,
+    default=ysql_dump.DEFAULT_SLICE_BYTES >> 20,
+    show_default=True,
+    help="MiB: tables bigger than this are split into slices dumped in parallel.",
+)
+@common_options
+def dump(
+    args: tuple[str, ...],
+    jobs: int,
+    fmt: str,
+    out_file: str | None,
+    compress: str,
+    inserts: bool,
+    dialect: str | None,
+    no_owner: bool,
+    no_privileges: bool,
+    schemas: tuple[str, ...],
+    exclude_schemas: tuple[str, ...],
+    tables: tuple[str, ...],
+    exclude_tables: tuple[str, ...],
+    exclude_table_data: tuple[str, ...],
+    schema_only: bool,
+    data_only: bool,
+    slice_size: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Dump a database into a directory of plain SQL scripts (consistent, parallel)."""
+    plain = fmt == "plain"
+    if plain:
+        if len(args) > 1:
+            raise UsageError("--format plain takes at most SOURCE; write to a file with -f FILE")
+        source, output = (args[0] if args else None), (out_file or "-")
+    else:
+        if not 1 <= len(args) <= 2:
+            raise UsageError("usage: ybrewind dump [SOURCE] OUTDIR")
+        source, output = (args[0] if len(args) == 2 else None), args[-1]
+    options = ysql_dump.DumpOptions(
+        jobs=jobs,
+        compress=compress == "zstd",
+        inserts=inserts,
+        dialect=dialect,  # type: ignore[arg-type]
+        owners=not no_owner,
+        privileges=not no_privileges,
+        schema_only=schema_only,
+        data_only=data_only,
+        filters=Filters(
+            list(schemas), list(exclude_schemas), list(tables), list(exclude_tables), list(exclude_table_data)
+        ),
+        slice_bytes=slice_size << 20,
+    )
+    with _progress(quiet) as progress:
+        result = ysql_dump.dump(PgEndpoint.parse(source), output, options, progress, plain=plain)
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"dumped {result.tables} tables, {result.rows} rows, {result.bytes / 1e6:.1f} MB to {result.output} "
+        f"in {result.seconds:.2f}s (snapshot {result.snapshot['time']})",
+    )
+
+
+@cli.command()
+@click.argument("dump_path", metavar="DUMP", type=click.Path(path_type=Path))
+@click.argument("target", required=False)
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Parallel workers.")
+@click.option("-C", "--create", is_flag=True, help="Create the target database if it does not exist.")
+@click.option("-c", "--clean", is_flag=True, help="Drop the dump's schemas in the target before loading.")
+@click.option("--no-analyze", is_flag=True, help="Skip ANALYZE after loading.")
+@click.option("-1", "--single-transaction", is_flag=True, help="Plain scripts: all or nothing.")
+@common_options
+def load(
+    dump_path: Path,
+    target: str | None,
+    jobs: int,
+    create: bool,
+    clean: bool,
+    no_analyze: bool,
+    single_transaction: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Load a dump directory, or a plain .sql/.sql.zst script, into TARGET."""
+    options = ysql_load.LoadOptions(jobs, create, clean, not no_analyze, single_transaction)
+    with _progress(quiet) as progress:
+        result = ysql_load.load(dump_path, PgEndpoint.parse(target), options, progress)
+    steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.steps.items())
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"loaded {result.rows} rows into {result.target} in {result.seconds:.2f}s" + (f" ({steps})" if steps else ""),
+    )
+
+
+@cli.command()
+@click.argument("dump_path", metavar="DUMP", type=click.Path(path_type=Path))
+@common_options
+def verify(dump_path: Path, quiet: bool, as_json: bool) -> None:
+    """Check every file of a dump against its manifest (sha256, size)."""
+    manifest = mf.verify(dump_path)
+    summary = {
+        "ok": True,
+        "files": len(manifest.files),
+        "rows": manifest.total_rows,
+        "bytes": sum(f.bytes for f in manifest.files),
+        "format_version": manifest.format_version,
+    }
+    _emit(as_json, quiet, summary, f"{dump_path}: {len(manifest.files)} files OK, {manifest.total_rows} rows")
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--no-owner", is_flag=True, help="Ignore ownership.")
+@click.option("--no-privileges", is_flag=True, help="Ignore GRANTs.")
+@common_options
+def compare(a: str, b: str, no_owner: bool, no_privileges: bool, quiet: bool, as_json: bool) -> None:
+    """Compare two databases: schema, and per table row count and content checksum.
+
+    Exit code 0 when identical, 1 when they differ.
+    """
+    result = ysql_compare.compare(
+        PgEndpoint.parse(a), PgEndpoint.parse(b), owners=not no_owner, privileges=not no_privileges
+    )
+    if as_json:
+        data = dataclasses.asdict(result) | {"identical": result.identical}
+        click.echo(json.dumps(data, indent=2))
+    if not quiet:
+        if result.identical:
+            click.echo(f"identical: schema and {len(result.tables)} tables", err=True)
+        else:
+            for line in result.schema_diff[:50]:
+                click.echo(line, err=True)
+            for t in result.differing_tables:
+                click.echo(
+                    f"table {t.table}: rows {t.rows_a} vs {t.rows_b}, checksum "
+                    f"{'same' if t.checksum_a == t.checksum_b else 'differs'}",
+                    err=True,
+                )
+    sys.exit(0 if result.identical else 1)
+
+
+# -- entry point ----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    debug = bool(os.environ.get("YBREWIND_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="ybrewind", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except click.Abort:
+        click.echo("ybrewind: aborted", err=True)
+        sys.exit(130)
+    except YbrewindError as e:
+        if debug:
+            raise
+        click.echo(f"ybrewind: error: {e.message}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("ybrewind: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except OSError as e:
+        if debug:
+            raise
+        click.echo(
+            f"ybrewind: error: {e.filename or ''}: {e.strerror or e}"
+            if e.filename
+            else f"ybrewind: error: {e.strerror or e}",
+            err=True,
+        )
+        sys.exit(8)
+    except psycopg.Error as e:
+        if debug:
+            raise
+        click.echo(f"ybrewind: error: {' '.join(str(e).split())}", err=True)
+        sys.exit(4)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(
+            f"ybrewind: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
+            "(set YBREWIND_DEBUG=1 for a traceback)",
+            err=True,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()
