@@ -155,9 +155,10 @@ def resolve(
     keyspace: str,
     lookup_udt: Callable[[str, str], CqlType | None],
     allow_jsonb: bool,
-    inside: bool = False,
+    freeze: bool = False,
+    in_collection: bool = False,
 ) -> CqlType:
-    """Turn a parsed type into a CqlType; types nested in collections/tuples/UDTs are frozen."""
+    """Turn a parsed type into a CqlType; types nested in collections, tuples and UDTs are frozen."""
     name = ALIASES.get(expr.name, expr.name)
     if expr.keyspace is None and name in NATIVE_CODES:
         if name == "jsonb" and not allow_jsonb:
@@ -167,14 +168,17 @@ def resolve(
         want = {"list": 1, "set": 1, "map": 2}.get(name)
         if (want is not None and len(expr.params) != want) or not expr.params:
             raise CqlError(INVALID, f"Invalid number of type parameters for {name}")
-        params = tuple(resolve(p, keyspace, lookup_udt, allow_jsonb, inside=True) for p in expr.params)
-        if inside and name in COLLECTIONS and not expr.frozen:
+        if in_collection and name in COLLECTIONS and not expr.frozen:
             raise CqlError(INVALID, "Non-frozen collections are not allowed inside collections")
-        return CqlType(name, params, frozen=expr.frozen or inside or name == "tuple")
+        params = tuple(
+            resolve(p, keyspace, lookup_udt, allow_jsonb, freeze=True, in_collection=name in COLLECTIONS)
+            for p in expr.params
+        )
+        return CqlType(name, params, frozen=expr.frozen or freeze or name == "tuple")
     udt = lookup_udt(expr.keyspace or keyspace, name)
     if udt is None:
         raise CqlError(INVALID, f"Unknown type {expr.keyspace or keyspace}.{name}")
-    return replace(udt, frozen=expr.frozen or inside)
+    return replace(udt, frozen=expr.frozen or freeze)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""YSQL tests against a real YugabyteDB: run only when YBREWIND_YSQL_URL names one.
+
+No YugabyteDB can run on the development machine, so by default these are skipped with a visible
+reason. Example: YBREWIND_YSQL_URL=postgresql://yugabyte@127.0.0.1:5433/yugabyte ./scripts/test
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from tests.conftest import PgServer
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.ysql.compare import compare
+from ybrewind.ysql.dump import DumpOptions, dump
+from ybrewind.ysql.load import LoadOptions, load
+
+YB_URL = os.environ.get("YBREWIND_YSQL_URL")
+pytestmark = pytest.mark.skipif(not YB_URL, reason="no YugabyteDB endpoint: set YBREWIND_YSQL_URL to run")
+
+YB_SCHEMA = """
+CREATE TABLE hashed (a int, b int, c text, v jsonb, PRIMARY KEY ((a, b) HASH, c ASC)) SPLIT INTO 3 TABLETS;
+CREATE TABLE ranged (id int, v text, PRIMARY KEY (id ASC)) SPLIT AT VALUES ((100), (200));
+CREATE INDEX NONCONCURRENTLY hashed_c ON hashed (c HASH) INCLUDE (v);
+CREATE INDEX NONCONCURRENTLY ranged_v ON ranged (v DESC);
+INSERT INTO hashed SELECT g % 50, g, md5(g::text), jsonb_build_object('g', g) FROM generate_series(1, 3000) g;
+INSERT INTO ranged SELECT g, md5(g::text) FROM generate_series(1, 300) g;
+"""
+
+
+@pytest.fixture
+def yb_db() -> str:
+    assert YB_URL
+    name = f"ybrewind_{uuid.uuid4().hex[:8]}"
+    admin = PgEndpoint.parse(YB_URL)
+    with admin.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with admin.with_dbname(name).connect() as conn:
+        conn.execute(YB_SCHEMA.encode())
+    yield name
+    with admin.connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_yugabyte_round_trip_keeps_sharding(yb_db: str, tmp_path: Path) -> None:
+    assert YB_URL
+    src = PgEndpoint.parse(YB_URL).with_dbname(yb_db)
+    dump(src, tmp_path / "d", DumpOptions(jobs=3, slice_bytes=1 << 10))
+    pre = (tmp_path / "d" / "pre-data.sql").read_text()
+    assert 'PRIMARY KEY (("a", "b") HASH, "c" ASC)' in pre and "SPLIT INTO 3 TABLETS" in pre
+    assert "SPLIT AT VALUES ((100), (200))" in pre
+    target = src.with_dbname(yb_db + "_copy")
+    load(tmp_path / "d", target, LoadOptions(jobs=2, create=True))
+    assert compare(src, target).identical
+
+
+def test_yugabyte_to_postgres(yb_db: str, pg: PgServer, db: str, tmp_path: Path) -> None:
+    assert YB_URL
+    src = PgEndpoint.parse(YB_URL).with_dbname(yb_db)
+    dump(src, tmp_path / "d", DumpOptions(dialect="postgres", jobs=2))
+    load(tmp_path / "d", pg.endpoint(db), LoadOptions(jobs=2))
+    result = compare(src, pg.endpoint(db), owners=False, privileges=False)
+    assert result.differing_tables == []
