@@ -134,5 +134,6 @@ def open_binary(path: Path) -> BinaryIO:
     """Open a file for reading, decompressing ``.zst`` transparently (multi-frame safe)."""
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     if path.name.endswith(ZSTD_SUFFIX):
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)  # type: ignore[return-value]
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        return io.BufferedReader(reader, CHUNK)  # type: ignore[arg-type]  # adds readline()
     return raw

@@ -13,10 +13,13 @@ from ybrewind.ysql.dump import DumpOptions, dump
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
+    try:
         main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
     out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
