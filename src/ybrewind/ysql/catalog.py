@@ -281,7 +281,9 @@ class CatalogReader:
                 self._add(
                     CompositeType(
                         **common,
-                        attributes=[CompositeAttribute(a["attname"], a["type"], a["collation"], a["comment"]) for a in attrs],
+                        attributes=[
+                            CompositeAttribute(a["attname"], a["type"], a["collation"], a["comment"]) for a in attrs
+                        ],
                     )
                 )
             elif kind == "d":

@@ -326,8 +326,11 @@ class DdlWriter:
         for tr in self.model.triggers:
             add(tr.definition, tr.table, PHASE_TABLE_EXTRAS)
             if tr.enabled in TRIGGER_STATES:
-                add(f"ALTER TABLE {ident(*tr.table)} {TRIGGER_STATES[tr.enabled]} TRIGGER {ident(tr.name)}", tr.table,
-                    PHASE_TABLE_EXTRAS)
+                add(
+                    f"ALTER TABLE {ident(*tr.table)} {TRIGGER_STATES[tr.enabled]} TRIGGER {ident(tr.name)}",
+                    tr.table,
+                    PHASE_TABLE_EXTRAS,
+                )
             if tr.comment is not None:
                 add(
                     f"COMMENT ON TRIGGER {ident(tr.name)} ON {ident(*tr.table)} IS {literal(tr.comment)}",

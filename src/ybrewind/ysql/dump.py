@@ -28,15 +28,25 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.errors import error_from_result
 
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError
-from ybrewind.files import ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
+from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
 from ybrewind.progress import Progress
 from ybrewind.ysql import catalog
-from ybrewind.ysql.ddl import PHASE_REFRESH, PHASE_SEQUENCES, SCRIPT_PREAMBLE, DdlWriter, Dialect, PostDataStatement, RenderOptions, ident
+from ybrewind.ysql.ddl import (
+    PHASE_REFRESH,
+    PHASE_SEQUENCES,
+    SCRIPT_PREAMBLE,
+    DdlWriter,
+    Dialect,
+    PostDataStatement,
+    RenderOptions,
+    ident,
+)
 from ybrewind.ysql.model import SchemaModel, Table
 
 DEFAULT_SLICE_BYTES = 256 << 20
@@ -199,11 +209,49 @@ def _copy_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None])
         query = sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
     else:
         query = sql.SQL("COPY ({}) TO STDOUT").format(_select(s, cols))
-    with conn.cursor() as cur:
-        with cur.copy(query) as copy:
-            for chunk in copy:
-                sink(bytes(chunk))
-        return max(cur.rowcount, 0)  # known once the COPY is complete, lost when the cursor closes
+    return copy_to(conn, query.as_bytes(conn), sink)
+
+
+def copy_to(conn: psycopg.Connection, query: bytes, sink: Callable[[bytes], None]) -> int:
+    """Run ``COPY ... TO STDOUT`` and hand the data to ``sink`` in ~1 MiB blocks; returns rows.
+
+    libpq returns COPY data one row per call. psycopg's ``Copy`` iterator costs several Python
+    frames per row (measured: 3-4x slower than pg_dump on pgbench_accounts), so this loop talks
+    to libpq directly through ``conn.pgconn``, as the replication stream does.
+    """
+    pgconn = conn.pgconn
+    pgconn.send_query(query)
+    result = pgconn.get_result()
+    if result is None or result.status != pq.ExecStatus.COPY_OUT:
+        _drain(pgconn)
+        raise _error(conn, result)
+    buf = bytearray()
+    while True:
+        n, data = pgconn.get_copy_data(0)
+        if n < 0:
+            break
+        buf += data
+        if len(buf) >= CHUNK:
+            sink(bytes(buf))
+            buf.clear()
+    if buf:
+        sink(bytes(buf))
+    result = pgconn.get_result()
+    _drain(pgconn)
+    if n == -2 or result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        raise _error(conn, result)
+    return int(result.command_status.split()[-1]) if result.command_status else 0
+
+
+def _drain(pgconn: pq.abc.PGconn) -> None:
+    while pgconn.get_result() is not None:
+        pass
+
+
+def _error(conn: psycopg.Connection, result: pq.abc.PGresult | None) -> psycopg.Error:
+    if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+        return error_from_result(result, encoding=conn.info.encoding)
+    return psycopg.OperationalError(conn.pgconn.error_message.decode(errors="replace").strip() or "COPY failed")
 
 
 def _inserts_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], None]) -> int:

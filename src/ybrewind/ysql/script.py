@@ -302,12 +302,16 @@ class _Source:
                 elif buf.startswith(b"\r\n", pos + 2):
                     term, term_len = pos, 4
             if term < 0:
-                i = buf.find(b"\n\\.\n", pos, end)
-                j = buf.find(b"\n\\.\r\n", pos, end)
-                if i >= 0 and (j < 0 or i < j):
-                    term, term_len = i + 1, 3
-                elif j >= 0:
-                    term, term_len = j + 1, 4
+                # One pass for "\\." at a line start; what follows decides (rarely more than once).
+                i = buf.find(b"\n\\.", pos, end)
+                while i >= 0:
+                    if buf.startswith(b"\n", i + 3):
+                        term, term_len = i + 1, 3
+                        break
+                    if buf.startswith(b"\r\n", i + 3):
+                        term, term_len = i + 1, 4
+                        break
+                    i = buf.find(b"\n\\.", i + 1, end)
             if term >= 0:
                 data = buf[pos:term]
                 self.pos = term + term_len
