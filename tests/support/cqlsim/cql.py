@@ -4,8 +4,8 @@ Only the statements (and clauses) that ybrewind and its tests use are accepted. 
 ``CqlError(SYNTAX_ERROR, ...)`` naming the unsupported statement or clause, so the simulator never
 silently accepts CQL it does not implement.
 
-Unquoted identifiers are case-insensitive (folded to lower case); ``"Quoted ""names"""`` keep their
-case. Literal values stay untyped here (``Literal(kind, text)``); they are converted to typed values by
+Unquoted identifiers are case-insensitive (folded to lower case); double-quoted identifiers (with
+``""`` for an embedded quote) keep their case. Literal values stay untyped here (``Literal(kind, text)``); they are converted to typed values by
 ``datatypes.literal_value`` once the target column type is known.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import SYNTAX_ERROR, CqlError
 
@@ -350,7 +350,7 @@ class _Parser:
         self.pos += 1
         return tok
 
-    def fail(self, message: str) -> CqlError:
+    def fail(self, message: str) -> NoReturn:
         tok = self.peek()
         raise CqlError(SYNTAX_ERROR, f"line 1:{tok.start} {message} (near {tok.text!r} in: {self.text})")
 
@@ -390,7 +390,6 @@ class _Parser:
             return tok.text[1:-1].replace('""', '"')
         self.pos -= 1
         self.fail("expected an identifier")
-        raise AssertionError  # unreachable
 
     def qualified_name(self) -> tuple[str | None, str]:
         first = self.ident()
@@ -911,7 +910,6 @@ class _Parser:
             return Ident(tok.text.lower())
         self.pos -= 1
         self.fail("expected a value")
-        raise AssertionError  # unreachable
 
     def _items(self, closer: str) -> list[Term]:
         items: list[Term] = []

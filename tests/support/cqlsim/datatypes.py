@@ -37,7 +37,7 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import total_ordering
 from typing import Any
@@ -74,7 +74,7 @@ NATIVE_CODES: dict[str, int] = {
 ALIASES = {"varchar": "text"}
 COLLECTIONS = ("list", "set", "map")
 _INT_RANGES = {"tinyint": 8, "smallint": 16, "int": 32, "bigint": 64, "counter": 64}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Unset:
@@ -303,7 +303,7 @@ def _deserialize(t: CqlType, b: bytes) -> Any:
         if k == "set":
             return canonical_set(t, [_deserialize(t.params[0], i) for i in items])
         return canonical_map(
-            t, [(_deserialize(t.params[0], a), _deserialize(t.params[1], v)) for a, v in zip(*[iter(items)] * 2)]
+            t, [(_deserialize(t.params[0], a), _deserialize(t.params[1], v)) for a, v in zip(items[::2], items[1::2], strict=True)]
         )
     if k in ("tuple", "udt"):
         values: list[Any] = []
@@ -559,7 +559,7 @@ def parse_timestamp(text: str) -> int:
     except ValueError as exc:
         raise invalid(f"Unable to coerce '{text}' to a formatted date (long)") from exc
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .datatypes import UNSET, CqlType, serialize
-from .errors import PROTOCOL_ERROR, CqlError
+from .errors import INVALID, PROTOCOL_ERROR, CqlError
 
 VERSION = 4
 HEADER = struct.Struct(">BBhBi")
@@ -180,7 +180,6 @@ class Writer:
 class QueryParams:
     consistency: int = 1
     values: list[Any] = field(default_factory=list)  # raw [value]s: bytes / None / UNSET
-    names: list[str] | None = None
     skip_metadata: bool = False
     page_size: int = -1
     paging_state: bytes | None = None
@@ -191,15 +190,10 @@ class QueryParams:
 def read_query_params(r: Reader) -> QueryParams:
     p = QueryParams(consistency=r.short())
     flags = r.byte()
+    if flags & FLAG_NAMES:
+        raise CqlError(INVALID, "cqlsim does not support named bind values")
     if flags & FLAG_VALUES:
-        count = r.short()
-        if flags & FLAG_NAMES:
-            p.names = []
-            for _ in range(count):
-                p.names.append(r.string())
-                p.values.append(r.value())
-        else:
-            p.values = [r.value() for _ in range(count)]
+        p.values = [r.value() for _ in range(r.short())]
     p.skip_metadata = bool(flags & FLAG_SKIP_METADATA)
     if flags & FLAG_PAGE_SIZE:
         p.page_size = r.int()
@@ -230,16 +224,14 @@ def read_batch(r: Reader) -> BatchRequest:
     kind = r.byte()
     entries = []
     for _ in range(r.short()):
-        if r.byte() == 0:
-            entry = BatchEntry(r.long_string(), None, [])
-        else:
-            entry = BatchEntry(None, r.short_bytes(), [])
+        prepared = r.byte() == 1
+        entry = BatchEntry(None, r.short_bytes(), []) if prepared else BatchEntry(r.long_string(), None, [])
         entry.values = [r.value() for _ in range(r.short())]
         entries.append(entry)
     params = QueryParams(consistency=r.short())
     flags = r.byte()
     if flags & FLAG_NAMES:
-        raise CqlError(PROTOCOL_ERROR, "cqlsim does not support named values in BATCH")
+        raise CqlError(INVALID, "cqlsim does not support named bind values")
     if flags & FLAG_SERIAL_CONSISTENCY:
         params.serial_consistency = r.short()
     if flags & FLAG_TIMESTAMP:

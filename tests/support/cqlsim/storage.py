@@ -27,6 +27,7 @@ from __future__ import annotations
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,23 @@ class Partition:
     token: int
     deleted_at: int = NO_DELETION
     static: dict[str, Cell] = field(default_factory=dict)
-    rows: dict[tuple, Row] = field(default_factory=dict)
+    rows: dict[tuple, Row] = field(default_factory=dict)  # add rows with row(), which keeps the order cache
+    _order: tuple[list, list[tuple]] | None = None
+
+    def row(self, ck: tuple) -> Row:
+        """The row at clustering values ``ck``, created (empty, not live) if needed."""
+        row = self.rows.get(ck)
+        if row is None:
+            row = self.rows[ck] = Row()
+            self._order = None
+        return row
+
+    def ordered(self, sort_key: Callable[[tuple], tuple]) -> tuple[list, list[tuple]]:
+        """(sort keys, clustering tuples) of all rows in clustering order (cached until a row is added)."""
+        if self._order is None:
+            pairs = sorted(((sort_key(ck), ck) for ck in self.rows), key=lambda p: p[0])
+            self._order = ([k for k, _ in pairs], [ck for _, ck in pairs])
+        return self._order
 
     def static_live(self, now: int) -> bool:
         return any(c.live(now, self.deleted_at) for c in self.static.values())
@@ -173,7 +190,7 @@ class Table:
     indexes: dict[str, Index] = field(default_factory=dict)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     partitions: dict[bytes, Partition] = field(default_factory=dict)
-    _sorted: list[Partition] | None = None
+    _sorted: tuple[list[Partition], list[tuple[int, bytes]]] | None = None
 
     @property
     def partition_key(self) -> list[Column]:
@@ -202,9 +219,11 @@ class Table:
             self._sorted = None
         return part
 
-    def sorted_partitions(self) -> list[Partition]:
+    def sorted_partitions(self) -> tuple[list[Partition], list[tuple[int, bytes]]]:
+        """Partitions in token order and their (token, key bytes) positions (cached)."""
         if self._sorted is None:
-            self._sorted = sorted(self.partitions.values(), key=lambda p: (p.token, p.key_bytes))
+            parts = sorted(self.partitions.values(), key=lambda p: (p.token, p.key_bytes))
+            self._sorted = (parts, [(p.token, p.key_bytes) for p in parts])
         return self._sorted
 
     def truncate(self) -> None:

@@ -31,7 +31,6 @@ from .storage import (
     Cell,
     Index,
     Keyspace,
-    Row,
     Table,
     build_table,
 )
@@ -155,11 +154,11 @@ def materialize(schema: Table, ctx: SystemContext) -> Table:
         key = tuple(_internal(c.type, values.get(c.name)) for c in table.partition_key)
         part = table.partition(key, create=True)
         assert part is not None
-        row = Row(marker=Cell(True, 0))
+        row = part.row(tuple(_internal(c.type, values.get(c.name)) for c in table.clustering))
+        row.marker = Cell(True, 0)
         for col in table.columns.values():
             if col.kind in ("regular", "static") and values.get(col.name) is not None:
                 row.cells[col.name] = Cell(_internal(col.type, values[col.name]), 0)
-        part.rows[tuple(_internal(c.type, values.get(c.name)) for c in table.clustering)] = row
     return table
 
 
