@@ -274,6 +274,161 @@ def compare(a: str, b: str, no_owner: bool, no_privileges: bool, quiet: bool, as
     sys.exit(0 if result.identical else 1)
 
 
+# -- archive / backup ------------------------------------------------------------------------------
+def repo_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--endpoint-url", help="S3-compatible endpoint (MinIO...); or AWS_ENDPOINT_URL.")(f)
+    f = click.option("--region", help="S3 region; or AWS_DEFAULT_REGION.")(f)
+    f = click.option("--profile", help="AWS profile; or AWS_PROFILE.")(f)
+    return f
+
+
+def _repository(repo: str, endpoint_url: str | None, region: str | None, profile: str | None) -> Any:
+    from ybrewind.archive.repo import Repository, RepositoryOptions
+
+    return Repository.open(repo, RepositoryOptions(endpoint_url, region, profile))
+
+
+@cli.group("archive")
+def archive_group() -> None:
+    """Continuous archiving of every committed change (the change log)."""
+
+
+@archive_group.command("start")
+@click.argument("source")
+@click.argument("repo")
+@click.option("--slot", default="ybrewind", show_default=True, help="Logical replication slot name.")
+@click.option("--publication", default="ybrewind", show_default=True)
+@click.option("--segment-size", type=int, default=16, show_default=True, help="MiB: rotate segments at this size.")
+@click.option("--segment-age", type=float, default=60.0, show_default=True, help="Seconds: rotate segments this old.")
+@click.option("--replica-identity-full", is_flag=True, help="Set REPLICA IDENTITY FULL on tables without a key.")
+@click.option("-j", "--jobs", type=int, default=2, show_default=True, help="Workers for the first base backup.")
+@repo_options
+@common_options
+def archive_start(
+    source: str,
+    repo: str,
+    slot: str,
+    publication: str,
+    segment_size: int,
+    segment_age: float,
+    replica_identity_full: bool,
+    jobs: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Archive SOURCE's changes into REPO (a directory or s3://bucket/prefix) until stopped.
+
+    The first start takes a base backup; later starts resume from the slot. SIGINT/SIGTERM stop
+    cleanly, storing what is held.
+    """
+    import signal
+    import threading
+
+    from ybrewind.ysql.archiver import ArchiveOptions, Archiver
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    options = ArchiveOptions(
+        slot=slot,
+        publication=publication,
+        segment_bytes=segment_size << 20,
+        segment_seconds=segment_age,
+        replica_identity_full=replica_identity_full,
+        base_jobs=jobs,
+    )
+    progress = Progress() if quiet else TerminalProgress()
+    if not quiet:
+        click.echo(f"archiving {PgEndpoint.parse(source).display()} into {repo} (Ctrl-C to stop)", err=True)
+    archiver = Archiver(PgEndpoint.parse(source), _repository(repo, endpoint_url, region, profile), options, progress)
+    result = archiver.run(stop)
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"archiver stopped: {result.transactions} transactions in {result.segments} "
+        f"segments this run, confirmed up to {result.flushed_lsn}",
+    )
+
+
+@archive_group.command("status")
+@click.argument("repo")
+@repo_options
+@common_options
+def archive_status(
+    repo: str, endpoint_url: str | None, region: str | None, profile: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Is the archiver running, how far behind, what the repository holds."""
+    from ybrewind.archive.status import repository_status
+
+    st = repository_status(_repository(repo, endpoint_url, region, profile))
+    _emit(as_json, quiet, st, st.describe())
+
+
+@archive_group.command("drop")
+@click.argument("source")
+@click.argument("repo")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@repo_options
+@common_options
+def archive_drop(
+    source: str,
+    repo: str,
+    yes: bool,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Drop the archiver's slot, publication and DDL capture from SOURCE (the repository is kept)."""
+    from ybrewind.ysql.archiver import drop
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    endpoint = PgEndpoint.parse(source)
+    if not yes:
+        click.confirm(
+            f"drop the replication slot and publication of {repository.url} on {endpoint.display()}? "
+            "Archiving stops for good",
+            abort=True,
+            err=True,
+        )
+    dropped = drop(endpoint, repository)
+    _emit(as_json, quiet, {"dropped": dropped}, "dropped: " + (", ".join(dropped) or "nothing"))
+
+
+@cli.command("backup")
+@click.argument("source")
+@click.argument("repo")
+@click.option("-j", "--jobs", type=int, default=2, show_default=True)
+@repo_options
+@common_options
+def backup_command(
+    source: str,
+    repo: str,
+    jobs: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Take another base backup into REPO at an exact position, so restores replay less."""
+    from ybrewind.ysql.archiver import ArchiveOptions, backup
+
+    with _progress(quiet) as progress:
+        name = backup(
+            PgEndpoint.parse(source),
+            _repository(repo, endpoint_url, region, profile),
+            ArchiveOptions(base_jobs=jobs),
+            progress,
+        )
+    _emit(as_json, quiet, {"base_backup": name}, f"base backup {name} stored")
+
+
 # -- entry point ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     debug = bool(os.environ.get("YBREWIND_DEBUG"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import queue
 import re
+import select
 import sys
 import threading
 import time
@@ -66,6 +67,9 @@ class DumpOptions:
     data_only: bool = False
     filters: catalog.Filters = field(default_factory=catalog.Filters)
     slice_bytes: int = DEFAULT_SLICE_BYTES
+    # An exported snapshot to read in (e.g. from CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT), so a
+    # base backup meets the change log at the slot's consistent point with no gap or overlap.
+    snapshot: str | None = None
 
     def validate(self) -> None:
         if self.schema_only and self.data_only:
@@ -109,7 +113,7 @@ def _translate(error: psycopg.Error, what: str) -> DatabaseError:
 class Snapshot:
     """The dump's single point in time, shared by the coordinator and all workers."""
 
-    def __init__(self, coordinator: psycopg.Connection, is_yugabyte: bool) -> None:
+    def __init__(self, coordinator: psycopg.Connection, is_yugabyte: bool, imported: str | None = None) -> None:
         self.is_yugabyte = is_yugabyte
         self.name: str | None = None
         self.read_time_us: int | None = None
@@ -124,6 +128,12 @@ class Snapshot:
             self.read_time_us = int(row[0])
             self.enter(coordinator)
             self.time = datetime.fromtimestamp(self.read_time_us / 1e6, UTC)
+        elif imported:
+            self.name = imported
+            coordinator.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(imported)))
+            row = coordinator.execute("SELECT clock_timestamp()").fetchone()
+            assert row is not None
+            self.time = row[0]
         else:
             row = coordinator.execute(
                 "SELECT pg_export_snapshot(), clock_timestamp(), "
@@ -226,14 +236,21 @@ def copy_to(conn: psycopg.Connection, query: bytes, sink: Callable[[bytes], None
         _drain(pgconn)
         raise _error(conn, result)
     buf = bytearray()
+    socket_fd = pgconn.socket
     while True:
-        n, data = pgconn.get_copy_data(0)
-        if n < 0:
+        # Non-blocking reads: a blocking read drops and retakes the GIL for every row, which makes
+        # parallel workers thrash (measured 1.5x slower with two workers); waiting happens in select().
+        n, data = pgconn.get_copy_data(1)
+        if n > 0:
+            buf += data
+            if len(buf) >= CHUNK:
+                sink(bytes(buf))
+                buf.clear()
+        elif n == 0:
+            select.select([socket_fd], [], [])
+            pgconn.consume_input()
+        else:
             break
-        buf += data
-        if len(buf) >= CHUNK:
-            sink(bytes(buf))
-            buf.clear()
     if buf:
         sink(bytes(buf))
     result = pgconn.get_result()
@@ -296,7 +313,7 @@ class Dumper:
         conn = self.source.connect()
         try:
             server = catalog.read_server(conn)
-            snapshot = Snapshot(conn, server.is_yugabyte)
+            snapshot = Snapshot(conn, server.is_yugabyte, self.opt.snapshot)
             model = catalog.read_schema(conn, self.opt.filters)
             if not server.is_yugabyte:
                 self._lock_tables(conn, model)

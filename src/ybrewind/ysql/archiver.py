@@ -1,0 +1,526 @@
+"""Continuous archiving of every committed YSQL/PostgreSQL change into a repository.
+
+One process per repository (a lock enforces it). On first start it installs DDL capture and a
+publication, creates the logical slot with an exported snapshot and takes the first base backup
+inside that snapshot, so base backup and change log meet at the slot's consistent point. It then
+streams pgoutput, groups complete transactions into segments (rotated by size and age), stores
+each segment durably and only then reports its position to the server as flushed: the slot never
+advances past what the repository holds. Restarted (even after SIGKILL), it resumes from the
+slot and drops what the repository already has (idempotent by commit LSN).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ybrewind.archive import format as fmt
+from ybrewind.archive.repo import Repository
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.errors import DatabaseError, UsageError
+from ybrewind.progress import Progress
+from ybrewind.ysql import pgoutput as po
+from ybrewind.ysql.catalog import Filters
+from ybrewind.ysql.dump import DumpOptions, dump
+from ybrewind.ysql.stream import Keepalive, ReplicationConnection, XLogData, translate
+
+DDL_SCHEMA = "ybrewind"
+DDL_TABLE = "ddl_log"
+DDL_CAPTURE_SQL = f"""
+CREATE SCHEMA IF NOT EXISTS {DDL_SCHEMA};
+CREATE TABLE IF NOT EXISTS {DDL_SCHEMA}.{DDL_TABLE} (
+    id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), xid bigint NOT NULL,
+    tag text NOT NULL, command text NOT NULL, search_path text NOT NULL
+);
+CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- One entry per top-level statement: a statement fires ddl_command_end once per command it runs
+    -- (and sql_drop too), but is replayed once.
+    IF EXISTS (SELECT 1 FROM {DDL_SCHEMA}.{DDL_TABLE} WHERE xid = txid_current() AND command = current_query()) THEN
+        RETURN;
+    END IF;
+    INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (xid, tag, command, search_path)
+    VALUES (txid_current(), tg_tag, current_query(), current_setting('search_path'));
+END $$;
+DROP EVENT TRIGGER IF EXISTS ybrewind_ddl_end;
+CREATE EVENT TRIGGER ybrewind_ddl_end ON ddl_command_end EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
+DROP EVENT TRIGGER IF EXISTS ybrewind_sql_drop;
+CREATE EVENT TRIGGER ybrewind_sql_drop ON sql_drop EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
+"""
+
+
+@dataclass
+class ArchiveOptions:
+    slot: str = "ybrewind"
+    publication: str = "ybrewind"
+    segment_bytes: int = 16 << 20
+    segment_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    status_seconds: float = 5.0
+    replica_identity_full: bool = False
+    base_jobs: int = 2
+    base_compress: bool = True
+
+
+@dataclass
+class ArchiveResult:
+    repository: str
+    transactions: int = 0
+    changes: int = 0
+    segments: int = 0
+    flushed_lsn: str = ""
+    last_commit: str | None = None
+    seconds: float = 0.0
+    base_backup: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def source_identity(conn: psycopg.Connection) -> dict[str, Any]:
+    version = conn.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
+    is_yb = "-YB-" in version
+    if is_yb:
+        system_id = "yugabyte"  # YB has no pg_control_system(); the database name identifies the source
+    else:
+        system_id = str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])  # type: ignore[index]
+    return {
+        "system_identifier": system_id,
+        "database": conn.info.dbname,
+        "dialect": "yugabyte" if is_yb else "postgres",
+        "server_version": version,
+    }
+
+
+def check_source(conn: psycopg.Connection, endpoint: PgEndpoint) -> None:
+    """Refuse sources that cannot do logical replication, with the reason in one line."""
+    row = conn.execute(
+        "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "
+        "current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots) "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+    ).fetchone()
+    assert row is not None
+    wal_level, can_replicate, max_slots, used = row
+    if wal_level != "logical":
+        raise UsageError(
+            f"{endpoint.display()} has wal_level={wal_level}; archiving needs wal_level=logical "
+            "(ALTER SYSTEM SET wal_level = logical, then restart the server)"
+        )
+    if not can_replicate:
+        raise UsageError(
+            f"role {conn.info.user} on {endpoint.display()} lacks the REPLICATION privilege "
+            f"(ALTER ROLE {conn.info.user} REPLICATION)"
+        )
+    if used >= max_slots:
+        raise UsageError(
+            f"{endpoint.display()} has no free replication slot ({used} of max_replication_slots={max_slots} in use)"
+        )
+
+
+def tables_without_key(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT n.nspname, c.relname, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s) "
+            "AND n.nspname NOT LIKE 'pg\\_%%' AND c.relreplident IN ('d', 'n') "
+            "AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+            "ORDER BY 1, 2",
+            [DDL_SCHEMA],
+        ).fetchall()
+    ]
+
+
+@dataclass
+class _Open:
+    """The transaction being received (between Begin and Commit)."""
+
+    xid: int
+    changes: list[list[Any]] = field(default_factory=list)
+    size: int = 0
+
+
+def _approx_size(change: list[Any]) -> int:
+    """Bytes a change roughly takes in a segment, for size-based rotation."""
+    size = 32
+    for part in change[2:]:
+        if isinstance(part, list):
+            size += sum(len(v) + 3 for v in part if isinstance(v, str))
+    return size
+
+
+def _tuple(values: list[po.Value] | None) -> list[Any] | None:
+    if values is None:
+        return None
+    return [fmt.UNCHANGED_TOAST if v is po.UNCHANGED else v for v in values]
+
+
+class Archiver:
+    def __init__(
+        self,
+        source: PgEndpoint,
+        repo: Repository,
+        options: ArchiveOptions | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.source = source
+        self.repo = repo
+        self.opt = options or ArchiveOptions()
+        self.progress = progress or Progress()
+        self.result = ArchiveResult(repo.url)
+        self.owner = f"archiver {socket.gethostname()}:{os.getpid()}"
+        self.relations: dict[int, po.Relation] = {}
+        self.pending: list[fmt.Transaction] = []
+        self.pending_relations: dict[int, dict[str, Any]] = {}
+        self.pending_bytes = 0
+        self.pending_since = 0.0
+        self.open: _Open | None = None
+        self.last_archived_lsn = 0  # commit LSN of the newest archived transaction
+        self.flushed = 0  # position reported to the server as durable
+        self.received = 0
+        self.idle_candidate = 0  # a position with nothing before it left to archive
+        self.last_commit_us: int | None = None
+
+    # -- setup --------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> ArchiveResult:
+        started = time.monotonic()
+        conn = self.source.connect()
+        try:
+            try:
+                check_source(conn, self.source)
+                identity = source_identity(conn)
+            except psycopg.Error as e:
+                raise translate(e, f"checking {self.source.display()}") from None
+            info = self.repo.info()
+            if info is not None:
+                self._check_same_source(info, identity)
+            with self.repo.lock(self.owner) as lock:
+                self.lock = lock
+                if info is None:
+                    info = self._first_start(conn, identity)
+                    start_lsn = self.flushed
+                else:
+                    start_lsn = self._resume(conn, info)
+                self._stream(conn, info, start_lsn, stop)
+        finally:
+            conn.close()
+        self.result.seconds = round(time.monotonic() - started, 3)
+        self.result.flushed_lsn = po.lsn_to_str(self.flushed)
+        return self.result
+
+    def _check_same_source(self, info: fmt.RepositoryInfo, identity: dict[str, Any]) -> None:
+        mine = (info.source.get("system_identifier"), info.source.get("database"))
+        theirs = (identity["system_identifier"], identity["database"])
+        if mine != theirs:
+            raise UsageError(
+                f"repository {self.repo.url} archives database {mine[1]!r} of system {mine[0]}, "
+                f"not {theirs[1]!r} of system {theirs[0]}"
+            )
+
+    def _first_start(self, conn: psycopg.Connection, identity: dict[str, Any]) -> fmt.RepositoryInfo:
+        ddl_capture = self._install(conn)
+        repl = ReplicationConnection(self.source)
+        try:
+            exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [self.opt.slot]).fetchone()
+            if exists:
+                # A slot without a repository: a first start that died before its base backup was stored.
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [self.opt.slot])
+            slot = repl.create_slot(self.opt.slot, export_snapshot=True)
+            self.progress.log(
+                f"created slot {slot.name} at {po.lsn_to_str(slot.consistent_point)}; "
+                "taking the first base backup in its snapshot"
+            )
+            self.result.base_backup = take_base_backup(
+                self.source, self.repo, slot.snapshot, slot.consistent_point, self.opt, self.progress, slot.name
+            )
+        finally:
+            repl.close()  # ends the exported snapshot; the slot stays
+        info = fmt.RepositoryInfo(
+            identity | {"endpoint": self.source.display()},
+            self.opt.slot,
+            self.opt.publication,
+            datetime.now(UTC).isoformat(),
+            ddl_capture,
+        )
+        self.repo.write_info(info)
+        self.flushed = slot.consistent_point
+        return info
+
+    def _install(self, conn: psycopg.Connection) -> str:
+        """Publication, DDL capture, replica identity: whatever the role may do."""
+        missing = tables_without_key(conn)
+        for schema, name, _ in missing:
+            if self.opt.replica_identity_full:
+                conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name)))
+            else:
+                self._warn(
+                    f"table {schema}.{name} has no primary key: its UPDATEs and DELETEs cannot be "
+                    "archived (use --replica-identity-full)"
+                )
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]  # type: ignore[index]
+        ddl_capture = "none"
+        if superuser:
+            conn.execute(DDL_CAPTURE_SQL.encode())
+            ddl_capture = "event-trigger"
+        else:
+            self._warn(
+                "not a superuser: DDL is not captured (event triggers need a superuser); "
+                "restores will replay data changes only"
+            )
+        if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [self.opt.publication]).fetchone():
+            try:
+                conn.execute(
+                    sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.opt.publication))
+                )
+            except psycopg.Error as e:
+                raise translate(e, f"creating publication {self.opt.publication}") from None
+        return ddl_capture
+
+    def _resume(self, conn: psycopg.Connection, info: fmt.RepositoryInfo) -> int:
+        segments = self.repo.segments()
+        status = self.repo.status() or {}
+        self.last_archived_lsn = segments[-1].last_lsn if segments else 0
+        bases = self.repo.base_backups()
+        archived_end = max([int(status.get("confirmed_lsn", 0))] + [b.lsn for b in bases if b.slot == info.slot])
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+            [info.slot],
+        ).fetchone()
+        last = f"LSN {po.lsn_to_str(self.last_archived_lsn)}" if segments else "its base backup"
+        if row is None:
+            raise UsageError(
+                f"replication slot {info.slot} no longer exists on {self.source.display()}: the archive "
+                f"ends at {last}; changes committed after that are lost. Start a new repository."
+            )
+        confirmed = po.str_to_lsn(row[0]) if row[0] else 0
+        if confirmed > max(archived_end, self.last_archived_lsn):
+            raise UsageError(
+                f"replication slot {info.slot} is at {po.lsn_to_str(confirmed)}, beyond what {self.repo.url} holds "
+                f"({po.lsn_to_str(max(archived_end, self.last_archived_lsn))}): it was advanced or recreated by "
+                "someone else; the changes in between are missing. Start a new repository."
+            )
+        self.flushed = confirmed
+        return confirmed
+
+    # -- streaming -------------------------------------------------------------------------------------
+    def _stream(
+        self, conn: psycopg.Connection, info: fmt.RepositoryInfo, start_lsn: int, stop: threading.Event
+    ) -> None:
+        repl = ReplicationConnection(self.source)
+        self.stats_conn = conn
+        try:
+            repl.start(info.slot, start_lsn, info.publication)
+            last_data = last_status = time.monotonic()
+            self._write_status(running=True)
+            while not stop.is_set():
+                msg = repl.read(timeout=0.5)
+                now = time.monotonic()
+                if isinstance(msg, XLogData):
+                    last_data = now
+                    self.received = max(self.received, msg.end_lsn)
+                    self._handle(po.decode(msg.payload), msg)
+                elif isinstance(msg, Keepalive):
+                    self.received = max(self.received, msg.wal_end)
+                    if self.open is None and not self.pending:
+                        self.idle_candidate = max(self.idle_candidate, msg.wal_end)
+                    if msg.reply_requested:
+                        repl.send_status(self.received, self.flushed)
+                if self.pending and (
+                    self.pending_bytes >= self.opt.segment_bytes or now - self.pending_since >= self.opt.segment_seconds
+                ):
+                    self._flush_segment(repl)
+                if now - last_data >= self.opt.heartbeat_seconds:
+                    # Idle: a WAL record of our own moves the stream (and so the slot) forward.
+                    conn.execute("SELECT pg_logical_emit_message(false, 'ybrewind', 'heartbeat')")
+                    last_data = now
+                if now - last_status >= self.opt.status_seconds:
+                    self._confirm_idle(repl)
+                    last_status = now
+            self._flush_segment(repl)
+            self._confirm_idle(repl)
+        except psycopg.Error as e:
+            raise translate(e, f"archiving {self.source.display()}") from None
+        finally:
+            try:
+                self._write_status(running=False)
+            finally:
+                repl.close()
+
+    def _handle(self, m: po.Message, msg: XLogData) -> None:
+        if isinstance(m, po.Begin):
+            self.open = _Open(m.xid)
+        elif isinstance(m, po.Commit):
+            tx = self.open
+            self.open = None
+            if tx is None or m.commit_lsn <= self.last_archived_lsn:
+                return  # already archived before a restart
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            self.pending.append(fmt.Transaction(tx.xid, m.commit_lsn, m.end_lsn, m.commit_time_us, tx.changes))
+            self.pending_bytes += tx.size
+            self.last_archived_lsn = m.commit_lsn
+        elif isinstance(m, po.Relation):
+            self.relations[m.relid] = m
+        elif isinstance(m, po.LogicalMessage):
+            if not m.transactional and self.open is None and not self.pending:
+                self.idle_candidate = max(self.idle_candidate, msg.end_lsn)
+        elif self.open is not None:
+            change = self._change(m)
+            if change is not None:
+                self.open.changes.append(change)
+                self.open.size += _approx_size(change)
+
+    def _change(self, m: po.Message) -> list[Any] | None:
+        if isinstance(m, po.Insert):
+            rel = self.relations[m.relid]
+            if rel.namespace == DDL_SCHEMA and rel.name == DDL_TABLE:
+                row = dict(zip([c.name for c in rel.columns], m.new, strict=True))
+                return ["DDL", row["tag"], row["command"], row["search_path"]]
+            self._use(m.relid)
+            return ["I", m.relid, _tuple(m.new)]
+        if isinstance(m, po.Update):
+            self._use(m.relid)
+            return ["U", m.relid, _tuple(m.old if m.old is not None else m.key), _tuple(m.new)]
+        if isinstance(m, po.Delete):
+            self._use(m.relid)
+            return ["D", m.relid, _tuple(m.old if m.old is not None else m.key)]
+        if isinstance(m, po.Truncate):
+            for relid in m.relids:
+                self._use(relid)
+            return ["T", list(m.relids), m.cascade, m.restart_identity]
+        return None
+
+    def _use(self, relid: int) -> None:
+        if relid not in self.pending_relations:
+            rel = self.relations[relid]
+            self.pending_relations[relid] = {
+                "schema": rel.namespace,
+                "name": rel.name,
+                "replica_identity": rel.replica_identity,
+                "columns": [[c.name, c.type_oid, c.typmod, c.is_key] for c in rel.columns],
+            }
+
+    def _flush_segment(self, repl: ReplicationConnection) -> None:
+        if not self.pending:
+            return
+        segment = fmt.Segment(dict(self.pending_relations), self.pending, self._sample_sequences())
+        info = self.repo.put_segment(segment)  # durable before anything is acknowledged
+        self.result.segments += 1
+        self.result.transactions += len(self.pending)
+        self.result.changes += sum(len(t.changes) for t in self.pending)
+        self.last_commit_us = self.pending[-1].commit_us
+        self.flushed = max(self.flushed, self.pending[-1].end_lsn)
+        self.pending, self.pending_relations, self.pending_bytes = [], {}, 0
+        self.lock.refresh()
+        self._write_status(running=True)
+        repl.send_status(self.received, self.flushed)
+        self.progress.log(f"segment {info.key.split('/')[-1][:33]}: {info.transactions} transactions")
+
+    def _confirm_idle(self, repl: ReplicationConnection) -> None:
+        """With nothing open or pending, everything up to the last idle position is archived."""
+        if self.open is None and not self.pending and self.idle_candidate > self.flushed:
+            self.flushed = self.idle_candidate
+            self._write_status(running=True)  # before the server hears of it: restarts check against it
+            repl.send_status(self.received, self.flushed)
+        else:
+            self._write_status(running=True)
+
+    def _sample_sequences(self) -> dict[str, Any]:
+        rows = self.stats_conn.execute(
+            "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE schemaname <> %s", [DDL_SCHEMA]
+        ).fetchall()
+        return {
+            "sequences": [[r[0], r[1], r[2]] for r in rows],
+            "sampled_us": int(time.time() * 1e6),
+            "after_lsn": self.pending[-1].commit_lsn if self.pending else self.last_archived_lsn,
+        }
+
+    def _write_status(self, running: bool) -> None:
+        retained = None
+        try:
+            row = self.stats_conn.execute(
+                "SELECT pg_current_wal_lsn() - restart_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                [self.opt.slot],
+            ).fetchone()
+            retained = int(row[0]) if row and row[0] is not None else None
+        except psycopg.Error:
+            pass  # YugabyteDB: no WAL arithmetic
+        self.repo.write_status(
+            {
+                "running": running,
+                "owner": self.owner,
+                "updated_us": int(time.time() * 1e6),
+                "slot": self.opt.slot,
+                "received_lsn": self.received,
+                "confirmed_lsn": self.flushed,
+                "confirmed": po.lsn_to_str(self.flushed),
+                "last_commit_us": self.last_commit_us,
+                "retained_wal_bytes": retained,
+                "segments_this_run": self.result.segments,
+            }
+        )
+
+    def _warn(self, message: str) -> None:
+        self.result.warnings.append(message)
+        self.progress.warn(message)
+
+
+def take_base_backup(
+    source: PgEndpoint,
+    repo: Repository,
+    snapshot: str | None,
+    lsn: int,
+    opt: ArchiveOptions,
+    progress: Progress,
+    slot: str,
+) -> str:
+    """Dump ``source`` in ``snapshot`` and store it as a base backup at ``lsn``."""
+    with tempfile.TemporaryDirectory(prefix="ybrewind-base-") as tmp:
+        out = Path(tmp) / "dump"
+        options = DumpOptions(
+            jobs=opt.base_jobs,
+            compress=opt.base_compress,
+            snapshot=snapshot,
+            filters=Filters(exclude_schemas=[DDL_SCHEMA]),
+        )
+        result = dump(source, out, options, progress)
+        time_us = int(datetime.fromisoformat(result.snapshot["time"]).timestamp() * 1e6)
+        info = fmt.BaseBackupInfo(fmt.base_name(lsn, time_us), lsn, time_us, [], result.rows, result.bytes, slot)
+        repo.put_base_backup(out, info)
+    return info.name
+
+
+def backup(
+    source: PgEndpoint, repo: Repository, options: ArchiveOptions | None = None, progress: Progress | None = None
+) -> str:
+    """Another base backup at an exact position, via a temporary slot's exported snapshot."""
+    opt = options or ArchiveOptions()
+    info = repo.require_info()
+    with source.connect() as conn:
+        identity = source_identity(conn)
+        if identity["dialect"] == "yugabyte":
+            raise UsageError(
+                "ybrewind backup needs comparable LSNs across slots, which YugabyteDB does not have "
+                "(LSNs are per-slot counters); restart the archiver with a new repository instead"
+            )
+        Archiver(source, repo, opt)._check_same_source(info, identity)
+        check_source(conn, source)
+    repl = ReplicationConnection(source)
+    try:
+        name = f"ybrewind_backup_{os.getpid()}"
+        slot = repl.create_slot(name, temporary=True, export_snapshot=True)
+        return take_base_backup(
+            source, repo, slot.snapshot, slot.consistent_point, opt, progress or Progress(), info.slot
+        )
+    except psycopg.Error as e:
+        raise DatabaseError(f"base backup of {source.display()}: {e}") from None
+    finally:
+        repl.close()  # a temporary slot disappears with its connection
