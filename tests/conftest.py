@@ -90,3 +90,35 @@ def fixture_db(pg: PgServer) -> str:
     name = pg.create_database("fixture")
     pg.load_fixture(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3 HTTP endpoint (moto's server) on 127.0.0.1, with fake credentials in the env."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_options(moto_endpoint: str) -> object:
+    from ybrewind.archive.repo import RepositoryOptions
+
+    return RepositoryOptions(endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def s3_repo_url(moto_endpoint: str) -> str:
+    """A fresh bucket; the repository lives under a prefix in it."""
+    import boto3
+
+    bucket = f"ybrewind-{os.getpid()}-{next(_counter)}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/repo"

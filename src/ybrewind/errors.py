@@ -61,3 +61,7 @@ class StorageError(YbrewindError):
     """Local disk or object store failure (full disk, permission, S3 error)."""
 
     exit_code = 8
+
+
+class RepositoryLockedError(StorageError):
+    """Another process holds (or took over) the archive repository's lock."""

@@ -101,8 +101,11 @@ def _run(argv: list[str], what: str) -> None:
         raise SandboxError(f"{what} failed: {detail[-1] if detail else f'exit code {proc.returncode}'}")
 
 
-def start(directory: Path | None = None, port: int | None = None) -> Sandbox:
-    """Create and start a cluster in ``directory`` (reusing it if it is already running)."""
+def start(directory: Path | None = None, port: int | None = None, settings: dict[str, str] | None = None) -> Sandbox:
+    """Create and start a cluster in ``directory`` (reusing it if it is already running).
+
+    ``settings`` override the postgresql.conf defaults below (tests use it for wal_level=replica).
+    """
     directory = Path(directory or default_dir()).resolve()
     existing = status(directory)
     if existing is not None:
@@ -138,7 +141,7 @@ def start(directory: Path | None = None, port: int | None = None) -> Sandbox:
         ],
         "initdb",
     )
-    settings = {
+    config = {
         "listen_addresses": "'127.0.0.1'",
         "port": str(sandbox.port),
         "unix_socket_directories": f"'{directory}'",
@@ -155,10 +158,11 @@ def start(directory: Path | None = None, port: int | None = None) -> Sandbox:
         "max_wal_size": "4GB",
         "log_min_messages": "warning",
     }
+    config.update(settings or {})
     conf = sandbox.datadir / "postgresql.conf"
     with open(conf, "a") as f:
         f.write("\n# ybrewind sandbox\n")
-        f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+        f.writelines(f"{k} = {v}\n" for k, v in config.items())
     _run(
         [
             sandbox.binary("pg_ctl"),

@@ -12,7 +12,8 @@ A segment is a zstd-compressed JSON-lines object holding complete transactions i
 
 Changes: ``["I", relid, new]``, ``["U", relid, old_or_key, new]``, ``["D", relid, old_or_key]``,
 ``["T", [relids], cascade, restart_identity]``, ``["DDL", tag, command, search_path]``,
-``["M", prefix, content]``. Tuples are lists of text values; ``None`` is SQL NULL and the integer
+``["R", relid, relation]`` (a relation's new shape after DDL, before the tuples that use it).
+Tuples are lists of text values; ``None`` is SQL NULL and the integer
 ``0`` marks an unchanged TOASTed value (never a legal text value, so unambiguous).
 
 The object name carries the segment's LSN and commit-time range and its sha256, so listing the

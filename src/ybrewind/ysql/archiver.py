@@ -148,6 +148,15 @@ class _Open:
     size: int = 0
 
 
+def _relation_record(rel: po.Relation) -> dict[str, Any]:
+    return {
+        "schema": rel.namespace,
+        "name": rel.name,
+        "replica_identity": rel.replica_identity,
+        "columns": [[c.name, c.type_oid, c.typmod, c.is_key] for c in rel.columns],
+    }
+
+
 def _approx_size(change: list[Any]) -> int:
     """Bytes a change roughly takes in a segment, for size-based rotation."""
     size = 32
@@ -369,6 +378,9 @@ class Archiver:
             self.last_archived_lsn = m.commit_lsn
         elif isinstance(m, po.Relation):
             self.relations[m.relid] = m
+            if self.open is not None and not (m.namespace == DDL_SCHEMA and m.name == DDL_TABLE):
+                # Sent again after a schema change: later tuples of this relation have the new shape.
+                self.open.changes.append(["R", m.relid, _relation_record(m)])
         elif isinstance(m, po.LogicalMessage):
             if not m.transactional and self.open is None and not self.pending:
                 self.idle_candidate = max(self.idle_candidate, msg.end_lsn)
@@ -400,13 +412,7 @@ class Archiver:
 
     def _use(self, relid: int) -> None:
         if relid not in self.pending_relations:
-            rel = self.relations[relid]
-            self.pending_relations[relid] = {
-                "schema": rel.namespace,
-                "name": rel.name,
-                "replica_identity": rel.replica_identity,
-                "columns": [[c.name, c.type_oid, c.typmod, c.is_key] for c in rel.columns],
-            }
+            self.pending_relations[relid] = _relation_record(self.relations[relid])
 
     def _flush_segment(self, repl: ReplicationConnection) -> None:
         if not self.pending:
@@ -524,3 +530,25 @@ def backup(
         raise DatabaseError(f"base backup of {source.display()}: {e}") from None
     finally:
         repl.close()  # a temporary slot disappears with its connection
+
+
+def drop(source: PgEndpoint, repo: Repository) -> list[str]:
+    """Remove the archiver's slot, publication and DDL capture from the source."""
+    info = repo.require_info()
+    dropped = []
+    with source.connect() as conn:
+        try:
+            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [info.slot]).fetchone():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [info.slot])
+                dropped.append(f"slot {info.slot}")
+            if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [info.publication]).fetchone():
+                conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(info.publication)))
+                dropped.append(f"publication {info.publication}")
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [DDL_SCHEMA]).fetchone():
+                conn.execute("DROP EVENT TRIGGER IF EXISTS ybrewind_ddl_end")
+                conn.execute("DROP EVENT TRIGGER IF EXISTS ybrewind_sql_drop")
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(DDL_SCHEMA)))
+                dropped.append("DDL capture")
+        except psycopg.Error as e:
+            raise translate(e, f"dropping the archiver's objects on {source.display()}") from None
+    return dropped

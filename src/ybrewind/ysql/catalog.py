@@ -739,7 +739,7 @@ class CatalogReader:
             + NOT_IN_EXTENSION.format(catalog="'pg_collation'", oid="c.oid"),
             "foreign table": f"SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_namespace n ON "
             f"n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_NAMESPACES}",
-            "event trigger": "SELECT evtname AS name FROM pg_event_trigger",
+            "event trigger": "SELECT evtname AS name FROM pg_event_trigger WHERE evtname NOT LIKE 'ybrewind%%'",
             "text search configuration": f"SELECT c.oid::regconfig::text AS name FROM pg_ts_config c JOIN pg_namespace n "
             f"ON n.oid = c.cfgnamespace WHERE {USER_NAMESPACES} AND "
             + NOT_IN_EXTENSION.format(catalog="'pg_ts_config'", oid="c.oid"),

@@ -43,6 +43,7 @@ class LoadOptions:
     clean: bool = False
     analyze: bool = True
     single_transaction: bool = False  # plain scripts only: all or nothing
+    check_empty: bool = True  # restore manages emptiness itself (its progress schema is in the target)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class Loader:
         return result
 
     def _prepare_target(self, conn: psycopg.Connection, manifest: mf.Manifest) -> None:
-        if manifest.options.get("data_only"):
+        if manifest.options.get("data_only") or not self.opt.check_empty:
             return
         found = user_objects(conn)
         if not found:

@@ -21,8 +21,9 @@ What psql does and this module therefore does too:
   FUNCTION|PROCEDURE``, outside ``BEGIN ... END`` (``BEGIN ATOMIC`` bodies, with ``CASE ... END``
   counted inside them). Unbalanced parentheses therefore swallow the rest of the file, as in psql.
 * Plain '...' strings honour backslash escapes when ``standard_conforming_strings`` is off; the
-  setting is followed through ``SET``/``RESET standard_conforming_strings`` statements, because
-  psql follows the server's value of it.
+  setting is followed through ``SET``/``RESET standard_conforming_strings`` statements from the
+  next line on, because psql takes the server's value of it once per input line. A string
+  continued on the next line ('a' <newline> 'b') keeps its kind, so E'...' escapes carry over.
 * A backslash outside quotes starts a meta-command that runs to the end of the line, or to ``\\\\``
   (after which SQL continues), or to the next unquoted backslash (another meta-command).
 * After ``COPY ... FROM STDIN`` the data starts on the next line and runs to a line that is
@@ -45,6 +46,18 @@ expression must be a single boolean after ``:name``/``:{?name}`` substitution. E
 raises :class:`ScriptError`. Variables are never interpolated into SQL: a ``:name`` in SQL that
 psql would replace (a variable that is set, or one of psql's built-in ones) is refused, and a
 ``:name`` that psql would leave alone is left alone.
+
+Input is read as bytes in 1 MiB chunks and lexed per line: most lines of a dump (one-line
+statements, rows of multi-row INSERTs, blank and comment lines) are recognised whole by one regex
+match, the rest by jumping between the few bytes that can change the lexer state; COPY data is
+passed on in line-aligned blocks without being split into lines. Only UTF-8 scripts are supported;
+everything handed out is validated, and a leading byte-order mark is dropped.
+
+Limitations: ``SET LOCAL standard_conforming_strings`` is treated like ``SET`` (not undone at
+transaction end) and ``set_config()`` of it is not followed; psql's ``:'name'``/``:"name"`` forms
+are not expanded inside meta-command arguments; ``\\if`` and friends may not appear inside an
+unfinished statement (psql allows it); number/identifier junk right before a ``$`` is lexed by
+PostgreSQL 15+ rules; psql drops ``--`` comments from the text it sends, this module keeps them.
 """
 
 from __future__ import annotations
@@ -119,6 +132,8 @@ ScriptItem = Statement | CopyIn | MetaCommand
 _CHUNK = 1 << 20
 _MAX_INCLUDE_DEPTH = 64
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BOM = b"\xef\xbb\xbf"
+_ZSTD_INPUT = 64 << 10  # compressed bytes per step: bounds what one step can expand to
 
 # Lexer states: inside which construct the current line starts.
 _NORMAL, _SQ, _EQ, _BQ, _DQ, _DOLLAR, _COMMENT = range(7)
@@ -167,6 +182,11 @@ _FAST_ATOM = (  # strings first: measurably faster on INSERT-heavy dumps
 _FAST_NEST = rb"(?:" + _FAST_ATOM + rb")*+"
 for _ in range(3):
     _FAST_NEST = rb"(?:" + _FAST_ATOM + rb"|\(" + _FAST_NEST + rb"\))*+"
+# A line inside an unfinished statement that cannot change the lexer state: the same atoms and
+# balanced parentheses, no ';'.
+_FAST_CONTINUATION = re.compile(_FAST_NEST + rb"\r?\n")
+# A blank or comment-only line between statements (a CR would end the comment, so none inside).
+_SKIP_LINE = re.compile(rb"[ \t\r\f\v]*+(?:--[^\n\r]*+\r?)?\n")
 _FAST_LINE = re.compile(
     rb"[ \t]*+(?P<sql>(?!(?i:create|copy|set|reset)(?![A-Za-z0-9_$\x80-\xff]))[A-Za-z_\x80-\xff]"
     + _FAST_NEST
@@ -175,6 +195,7 @@ _FAST_LINE = re.compile(
 _IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$" + bytes(range(128, 256)))
 _PREFIX_BYTES = frozenset(b"eEbBxX&")
 
+_BEGIN_CASE_END = re.compile(rb"(?i)begin|case|end")
 _FUNC_WORDS = frozenset((b"create", b"function", b"procedure", b"or", b"replace"))
 _C, _F, _P, _O, _R = b"cfpor"
 _TRACKED_FIRST_WORDS = frozenset((b"create", b"copy", b"set", b"reset"))
@@ -230,6 +251,7 @@ class _Source:
         self.buf = b""
         self.pos = 0
         self._eof = False
+        self._first = True
         self.lineno = 0  # number of the last line handed out
 
     def _chunk(self) -> bytes:
@@ -238,6 +260,10 @@ class _Source:
         data = self._read(_CHUNK)
         if not data:
             self._eof = True
+        elif self._first:
+            self._first = False
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]  # editors add it; it would stick to the first keyword
         return data
 
     def readline(self) -> bytes | None:
@@ -328,8 +354,8 @@ class _Source:
             yield data
 
     def _check_utf8(self, owner: _CopyData, decoder: codecs.IncrementalDecoder, data: bytes) -> None:
-        if owner.skipping or data.isascii():
-            return
+        if owner.skipping or (data.isascii() and not decoder.getstate()[0]):
+            return  # ASCII is valid unless it follows a character cut at the previous chunk
         try:
             decoder.decode(data)
         except UnicodeDecodeError as e:
@@ -543,6 +569,7 @@ class _FileLexer:
         self._delim = b""
         self._cdepth = 0
         self._cond: list[tuple[int, int]] = []  # (state, line of its \if)
+        self._std = session.std_strings
         self._reset_statement()
 
     def _reset_statement(self) -> None:
@@ -558,6 +585,7 @@ class _FileLexer:
         self._tokens: list[tuple[int, str, bytes | None]] | None = None
         self._cont_mode: int | None = None  # pending string continuation (see _line)
         self._cont_nl = False
+        self._comment_at = -1  # offset in the statement text of its last -- comment
         self._slow = True  # plain text between specials needs looking at (see _range)
 
     def _update_slow(self) -> None:
@@ -575,21 +603,42 @@ class _FileLexer:
         src, out = self._src, self._out
         readline = src.readline
         fast_match = _FAST_LINE.match
+        skip_match = _SKIP_LINE.match
+        continuation_match = _FAST_CONTINUATION.match
         while True:
-            if not self._started and self._state == _NORMAL:
-                # Take simple one-line statements straight from the read buffer.
-                while (m := fast_match(src.buf, src.pos)) is not None:
-                    stmt = self._fast_statement(m, src.lineno + 1)
-                    if stmt is False:
-                        break
-                    src.pos = m.end()
-                    src.lineno += 1
-                    if stmt is not True:
-                        yield stmt
+            # Fast paths: whole lines whose effect is known without lexing, taken straight from
+            # the read buffer (a line cut by the buffer end just goes the general way).
+            if self._state == _NORMAL:
+                if not self._started:
+                    while True:
+                        if (m := fast_match(src.buf, src.pos)) is not None:
+                            stmt = self._fast_statement(m, src.lineno + 1)
+                            if stmt is False:
+                                break
+                            src.pos = m.end()
+                            src.lineno += 1
+                            if stmt is not True:
+                                yield stmt
+                        elif (m := skip_match(src.buf, src.pos)) is not None:
+                            src.pos = m.end()
+                            src.lineno += 1
+                        else:
+                            break
+                elif not self._slow:
+                    while (m := continuation_match(src.buf, src.pos)) is not None:
+                        text = m.group()
+                        if text.rstrip().endswith(b"'"):
+                            break  # an E'' string here may continue on the next line (see _line)
+                        self._buf.append(text)
+                        src.pos = m.end()
+                        src.lineno += 1
             line = readline()
             if line is None:
                 break
             lineno = src.lineno
+            # psql samples the server's standard_conforming_strings once per input line, so a SET
+            # takes effect from the next line on.
+            self._std = self._sess.std_strings
             pos = 0
             while True:
                 resume = self._line(line, pos, lineno)
@@ -717,7 +766,7 @@ class _FileLexer:
             if c == 0x27:  # '
                 if not self._started:
                     piece = self._start(line, p, lineno)
-                mode = _SQ if self._sess.std_strings else _EQ
+                mode = _SQ if self._std else _EQ
                 if self._cont_mode is not None:
                     if self._cont_nl:
                         mode = self._cont_mode
@@ -732,7 +781,7 @@ class _FileLexer:
                     self._tokens.append((self._paren, "lit", line[p:end] if end >= 0 else None))
                 if end < 0:
                     break
-                if mode != (_SQ if self._sess.std_strings else _EQ):
+                if mode != (_SQ if self._std else _EQ):
                     # A string continued after a newline keeps its kind (psql's xqs state).
                     self._cont_mode = mode
                     self._cont_nl = False
@@ -783,6 +832,8 @@ class _FileLexer:
                 continue
 
             if c == 0x2D:  # -- comment, to the end of the line (psql also ends it at a CR)
+                if self._started:
+                    self._comment_at = sum(map(len, self._buf)) + p - piece
                 cr = line.find(b"\r", p + 2)
                 if cr < 0:
                     break
@@ -800,11 +851,11 @@ class _FileLexer:
                 continue
 
             if c == 0x3A:  # : -- '::' or a possible variable reference
+                if not self._started:
+                    piece = self._start(line, p, lineno)
                 if line[p + 1] == 0x3A:
                     pos = seg = floor = p + 2
                     continue
-                if not self._started:
-                    piece = self._start(line, p, lineno)
                 ref = _VARREF.match(line, p)
                 if ref is None:
                     pos = seg = floor = p + 1
@@ -848,8 +899,6 @@ class _FileLexer:
         True means the line was a statement in a skipped \\if branch.
         """
         sql_b = m.group("sql").rstrip(b" \t\f\v")
-        if b"--" in sql_b:
-            sql_b += b"\n"  # the same text as the general path gives
         try:
             sql = sql_b.decode("utf-8")
         except UnicodeDecodeError:
@@ -893,6 +942,8 @@ class _FileLexer:
     def _track(self, line: bytes, a: int, b: int) -> None:
         """Tokenize plain text of statements whose first word matters (CREATE, COPY, SET)."""
         tokens = self._tokens
+        if tokens is None and self._ident_count >= 4 and _BEGIN_CASE_END.search(line, a, b) is None:
+            return  # past the first four identifiers only these words count
         for m in _TRACK_TOKEN.finditer(line, a, b):
             kind = m.lastgroup
             assert kind is not None
@@ -943,14 +994,23 @@ class _FileLexer:
         k = p
         while k > floor and line[k - 1] in _IDENT_BYTES:
             k -= 1
-        if k < p:
-            # '$' continues the token before it unless that is a number or a $n parameter.
-            first = line[k]
-            if 0x30 <= first <= 0x39:
-                if _DECIMAL_RUN.fullmatch(line, k, p) is None:
+        # Re-lex the identifier-like run before the '$': it only starts a new token after a
+        # complete $n parameter or number; an identifier (or a number or parameter with
+        # trailing junk) swallows it.
+        i = k
+        while i < p:
+            if line[i] == 0x24:
+                m = _PARAM_RUN.match(line, i, p)
+                if m is None:  # a '$' that opened nothing: the identifier after it swallows ours
                     return None
-            elif first != 0x24 or _PARAM_RUN.fullmatch(line, k, p) is None:
+            elif 0x30 <= line[i] <= 0x39:
+                m = _DECIMAL_RUN.match(line, i, p)
+                assert m is not None
+            else:
                 return None
+            i = m.end()
+            if i < p and line[i] != 0x24:
+                return None  # junk after a number or parameter runs on through the '$'
         m = _DOLQ.match(line, p)
         return m.group() if m is not None else None
 
@@ -1006,10 +1066,11 @@ class _FileLexer:
         line = self._stmt_line
         word = self._first_word
         tokens = self._tokens
+        comment_at = self._comment_at
         self._reset_statement()
         sql_b = text.rstrip(b" \t\n\r\f\v")
-        if sql_b.find(b"--", sql_b.rfind(b"\n") + 1) >= 0:
-            sql_b += b"\n"  # the last line may end in a -- comment
+        if comment_at >= 0 and sql_b.find(b"\n", comment_at) < 0 and sql_b.find(b"\r", comment_at) < 0:
+            sql_b += b"\n"  # it ends in a -- comment: keep it from swallowing what may follow
         try:
             sql = sql_b.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -1221,6 +1282,48 @@ def _copy_from_stdin(tokens: list[tuple[int, str, bytes | None]], where: str) ->
 # Entry points.
 
 
+class _ZstdReader:
+    """Concatenated zstd frames (like ``read_across_frames=True``) that refuses a truncated stream.
+
+    zstandard's stream_reader reports a file cut off mid-frame as a clean end, which would load a
+    truncated dump without a word; a decompressobj per frame says whether its frame completed.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame: zstandard.ZstdDecompressionObj | None = None
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        while True:
+            data = self._pending or self._raw.read(_ZSTD_INPUT)
+            self._pending = b""
+            if not data:
+                if self._frame is not None:
+                    raise zstandard.ZstdError("truncated zstd stream (the last frame is incomplete)")
+                return b""
+            if self._frame is None:
+                self._frame = self._dctx.decompressobj()
+            out = self._frame.decompress(data)
+            if self._frame.eof:
+                self._pending = self._frame.unused_data
+                self._frame = None
+            if out:
+                return out
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _ZstdReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _open_binary(path: Path) -> BinaryIO:
     """Open a script, transparently decompressing zstd (detected by its magic number)."""
     f = open(path, "rb")  # noqa: SIM115 -- handed to the caller, which closes it
@@ -1231,9 +1334,7 @@ def _open_binary(path: Path) -> BinaryIO:
         f.close()
         raise
     if head == _ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
-            f, read_across_frames=True, closefd=True
-        )
+        return _ZstdReader(f)  # type: ignore[return-value]
     return f
 
 

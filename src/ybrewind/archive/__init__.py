@@ -1,0 +1,1 @@
+"""The change-log archive repository: where archived segments live and how they are stored."""

@@ -1,0 +1,401 @@
+"""Point-in-time restore of a YSQL/PostgreSQL database from a change-log repository.
+
+Plan (``pitr.plan``): the newest base backup at or before the target, then the archived
+transactions committed after its consistent point, in commit order, up to the target. Replay
+runs with ``session_replication_role = replica`` (as PostgreSQL's own logical replication apply:
+triggers and foreign-key checks do not fire again for changes that already include their
+effects). The target is not live, so many source transactions are grouped into one target
+transaction and runs of same-shaped changes go through ``executemany`` (pipelined); the final
+state is the same because the order is kept.
+
+Resumable: progress lives in the target (``_ybrewind_restore.progress``), updated in the same
+transaction as the changes it covers, so a restore killed at any point continues exactly where it
+stopped when run again. The progress schema is dropped when the restore completes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.string import StrDumperUnknown
+
+from ybrewind import pitr
+from ybrewind.archive import format as fmt
+from ybrewind.archive.repo import Repository
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.errors import DatabaseError, TargetNotEmptyError, UsageError
+from ybrewind.progress import Progress
+from ybrewind.ysql import script
+from ybrewind.ysql.load import Loader, LoadOptions, db_error, ensure_database, user_objects
+
+PROGRESS_SCHEMA = "_ybrewind_restore"
+DDL_FIRST_WORDS = {"CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY", "REINDEX", "CLUSTER"}
+
+
+@dataclass
+class RestoreOptions:
+    target_us: int | None = None
+    target_lsn: int | None = None
+    jobs: int = 2
+    batch_changes: int = 20_000  # source changes per target transaction
+    analyze: bool = True
+
+
+@dataclass
+class RestoreResult:
+    repository: str
+    target: str
+    base_backup: str
+    transactions: int = 0
+    changes: int = 0
+    restored_to: str | None = None  # commit time of the last replayed transaction
+    last_lsn: str | None = None
+    resumed: bool = False
+    seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Relation:
+    schema: str
+    name: str
+    columns: list[str]
+    keys: list[str]
+    full_identity: bool
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> _Relation:
+        cols = [c[0] for c in rec["columns"]]
+        keys = [c[0] for c in rec["columns"] if c[3]]
+        return cls(rec["schema"], rec["name"], cols, keys, rec.get("replica_identity") == "f" or not keys)
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+
+class Applier:
+    """Applies archived changes to one target connection, batching same-shaped statements."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.relations: dict[int, _Relation] = {}
+        self._batch_query: sql.Composable | None = None
+        self._batch_rows: list[list[Any]] = []
+
+    def flush(self) -> None:
+        if self._batch_rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._batch_query, self._batch_rows)  # type: ignore[arg-type]
+            self._batch_rows = []
+        self._batch_query = None
+
+    def _queue(self, query: sql.Composable, params: list[Any]) -> None:
+        if self._batch_query is not None and query != self._batch_query:
+            self.flush()
+        self._batch_query = query
+        self._batch_rows.append(params)
+
+    def _run(self, query: sql.Composable | bytes, params: list[Any] | None = None) -> None:
+        self.flush()
+        self.conn.execute(query, params)  # type: ignore[arg-type]
+
+    def apply(self, change: list[Any]) -> None:
+        kind = change[0]
+        if kind == "I":
+            rel = self.relations[change[1]]
+            self._queue(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    rel.ident,
+                    sql.SQL(", ").join(map(sql.Identifier, rel.columns)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(rel.columns)),
+                ),
+                change[2],
+            )
+        elif kind == "U":
+            rel = self.relations[change[1]]
+            old, new = change[2], change[3]
+            sets = [(c, v) for c, v in zip(rel.columns, new, strict=True) if v != fmt.UNCHANGED_TOAST]
+            where_sql, where_params = self._where(rel, old if old is not None else new)
+            assignment = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in sets)
+            if rel.full_identity:
+                query = sql.SQL("UPDATE {t} SET {a} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
+                    t=rel.ident, a=assignment, w=where_sql
+                )
+            else:
+                query = sql.SQL("UPDATE {} SET {} WHERE {}").format(rel.ident, assignment, where_sql)
+            self._queue(query, [v for _, v in sets] + where_params)
+        elif kind == "D":
+            rel = self.relations[change[1]]
+            where_sql, where_params = self._where(rel, change[2])
+            if rel.full_identity:
+                query = sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
+                    t=rel.ident, w=where_sql
+                )
+            else:
+                query = sql.SQL("DELETE FROM {} WHERE {}").format(rel.ident, where_sql)
+            self._queue(query, where_params)
+        elif kind == "T":
+            names = sql.SQL(", ").join(self.relations[r].ident for r in change[1])
+            extra = (" RESTART IDENTITY" if change[3] else "") + (" CASCADE" if change[2] else "")
+            self._run(sql.SQL("TRUNCATE {}{}").format(names, sql.SQL(extra)))
+        elif kind == "R":
+            self.flush()
+            self.relations[change[1]] = _Relation.from_record(change[2])
+        elif kind == "DDL":
+            self._ddl(change[2], change[3])
+
+    def _where(self, rel: _Relation, values: list[Any]) -> tuple[sql.Composable, list[Any]]:
+        pairs = [(c, v) for c, v in zip(rel.columns, values, strict=True) if v != fmt.UNCHANGED_TOAST]
+        if rel.full_identity:
+            # Compare text forms: every type has one, while json and others have no equality operator.
+            parts = [sql.SQL("{}::text IS NOT DISTINCT FROM %s::text").format(sql.Identifier(c)) for c, _ in pairs]
+            return sql.SQL(" AND ").join(parts), [v for _, v in pairs]
+        keyed = [(c, v) for c, v in pairs if c in rel.keys]
+        parts = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in keyed]
+        return sql.SQL(" AND ").join(parts), [v for _, v in keyed]
+
+    def _ddl(self, command: str, search_path: str) -> None:
+        """Replay a captured DDL statement; the DML a multi-statement query carried is in the log already."""
+        self.flush()
+        self.conn.execute(
+            sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(sql.Literal(search_path))
+        )
+        for item in script.iter_script(io.StringIO(command), "<captured DDL>"):
+            if isinstance(item, script.Statement):
+                words = item.sql.lstrip("( \n\t").split(None, 1)
+                if words and words[0].upper() in DDL_FIRST_WORDS:
+                    self.conn.execute(item.sql.encode())
+        self.conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+
+
+def _prepare_session(conn: psycopg.Connection) -> None:
+    conn.adapters.register_dumper(str, StrDumperUnknown)  # let the server type text values by column
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+
+
+class Restorer:
+    def __init__(
+        self, repo: Repository, target: PgEndpoint, options: RestoreOptions, progress: Progress | None = None
+    ) -> None:
+        self.repo = repo
+        self.target = target
+        self.opt = options
+        self.progress = progress or Progress()
+
+    def run(self) -> RestoreResult:
+        started = time.monotonic()
+        self.repo.require_info()
+        plan = pitr.plan(
+            self.repo.base_backups(), self.repo.segments(), target_us=self.opt.target_us, target_lsn=self.opt.target_lsn
+        )
+        result = RestoreResult(self.repo.url, self.target.display(), plan.base.name)
+        ensure_database(self.target)
+        with self.target.connect() as conn:
+            state = self._progress_state(conn, plan)
+            if state is None or state["state"] == "loading":
+                step = time.monotonic()
+                result.resumed = state is not None
+                self._load_base(conn, plan, fresh=state is None)
+                result.steps["base"] = round(time.monotonic() - step, 3)
+                state = self._progress_state(conn, plan)
+                assert state is not None
+            else:
+                result.resumed = True
+            step = time.monotonic()
+            self._replay(conn, plan, int(state["applied_lsn"]), result)
+            result.steps["replay"] = round(time.monotonic() - step, 3)
+            step = time.monotonic()
+            self._finish(conn, plan)
+            result.steps["finish"] = round(time.monotonic() - step, 3)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+
+    # -- progress kept in the target ------------------------------------------------------------------
+    def _progress_state(self, conn: psycopg.Connection, plan: pitr.RestorePlan) -> dict[str, Any] | None:
+        exists = conn.execute("SELECT to_regclass(%s)", [f"{PROGRESS_SCHEMA}.progress"]).fetchone()[0]  # type: ignore[index]
+        if exists is None:
+            return None
+        row = conn.execute(f"SELECT state, base, applied_lsn, plan FROM {PROGRESS_SCHEMA}.progress").fetchone()
+        if row is None:
+            return None
+        state = dict(zip(("state", "base", "applied_lsn", "plan"), row, strict=True))
+        if state["base"] != plan.base.name or state["plan"] != _plan_key(plan):
+            raise UsageError(
+                f"{self.target.dbname} holds an unfinished restore to another target ({state['plan']} from base "
+                f"{state['base']}); restore into a new database, or drop {self.target.dbname} first"
+            )
+        return state
+
+    def _load_base(self, conn: psycopg.Connection, plan: pitr.RestorePlan, fresh: bool) -> None:
+        if fresh:
+            found = user_objects(conn)
+            if found:
+                what = ", ".join(f"{v} {k}" for k, v in found.items())
+                raise TargetNotEmptyError(
+                    f"target database {self.target.dbname} is not empty ({what}); restore into a new or empty database"
+                )
+        else:  # a restore killed while loading its base: start the base over
+            self._drop_user_schemas(conn)
+        with conn.transaction():
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PROGRESS_SCHEMA}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {PROGRESS_SCHEMA}.progress (state text NOT NULL, base text NOT NULL, "
+                "applied_lsn bigint NOT NULL, applied_us bigint, plan text NOT NULL)"
+            )
+            conn.execute(f"DELETE FROM {PROGRESS_SCHEMA}.progress")
+            conn.execute(
+                f"INSERT INTO {PROGRESS_SCHEMA}.progress VALUES ('loading', %s, %s, NULL, %s)",
+                [plan.base.name, plan.base.lsn - 1, _plan_key(plan)],
+            )
+        self.progress.log(f"loading base backup {plan.base.name}")
+        with self.repo.fetch_base_backup(plan.base) as directory:
+            Loader(
+                self.target, LoadOptions(jobs=self.opt.jobs, analyze=False, check_empty=False), self.progress
+            ).load_dump(directory)
+        conn.execute(f"UPDATE {PROGRESS_SCHEMA}.progress SET state = 'replaying'")
+
+    def _drop_user_schemas(self, conn: psycopg.Connection) -> None:
+        schemas = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', %s) "
+                "AND nspname NOT LIKE 'pg\\_%%'",
+                [PROGRESS_SCHEMA],
+            ).fetchall()
+        ]
+        with conn.transaction():
+            for s in schemas:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(s)))
+            conn.execute("CREATE SCHEMA IF NOT EXISTS public")
+
+    # -- replay ------------------------------------------------------------------------------------------
+    def _transactions(self, plan: pitr.RestorePlan, applier: Applier) -> Iterator[tuple[fmt.Transaction, bool]]:
+        """(transaction, replay?) in commit order up to the target; relation shapes tracked on the way."""
+        for info in plan.segments:
+            segment = self.repo.read_segment(info)
+            for relid, rec in segment.relations.items():
+                applier.relations.setdefault(relid, _Relation.from_record(rec))
+            for tx in segment.transactions:
+                decision = plan.includes(tx.commit_lsn, tx.commit_us)
+                if decision is None:
+                    return
+                yield tx, decision
+
+    def _replay(
+        self, conn: psycopg.Connection, plan: pitr.RestorePlan, applied_lsn: int, result: RestoreResult
+    ) -> None:
+        _prepare_session(conn)
+        applier = Applier(conn)
+        total = sum(s.transactions for s in plan.segments)
+        bar = self.progress.task("replay", total or None, unit="transactions")
+        pending = 0
+        last: fmt.Transaction | None = None
+        self._sequences: dict[str, int] = {}
+        conn.execute("BEGIN")
+        try:
+            for tx, replay in self._transactions(plan, applier):
+                self.progress.advance(bar, 1)
+                if not replay or tx.commit_lsn <= applied_lsn:
+                    # Already in the base or applied before a restart: still track relation shapes.
+                    for change in tx.changes:
+                        if change[0] == "R":
+                            applier.apply(change)
+                    continue
+                for change in tx.changes:
+                    applier.apply(change)
+                pending += len(tx.changes)
+                result.transactions += 1
+                result.changes += len(tx.changes)
+                last = tx
+                if pending >= self.opt.batch_changes:
+                    self._commit(conn, applier, tx)
+                    pending = 0
+            if last is not None:
+                self._commit(conn, applier, last)
+            conn.execute("COMMIT")
+        except psycopg.Error as e:
+            conn.execute("ROLLBACK") if not conn.closed else None
+            where = f" (source transaction {last.xid} at {pitr.to_iso(last.commit_us)})" if last else ""
+            raise db_error(e, f"replaying into {self.target.dbname}{where}") from None
+        if last is not None:
+            result.restored_to = pitr.to_iso(last.commit_us)
+            result.last_lsn = f"{last.commit_lsn:X}"
+
+    def _commit(self, conn: psycopg.Connection, applier: Applier, tx: fmt.Transaction) -> None:
+        applier.flush()
+        conn.execute(
+            f"UPDATE {PROGRESS_SCHEMA}.progress SET applied_lsn = %s, applied_us = %s", [tx.commit_lsn, tx.commit_us]
+        )
+        conn.execute("COMMIT")
+        conn.execute("BEGIN")
+
+    # -- sequences, cleanup ------------------------------------------------------------------------------
+    def _finish(self, conn: psycopg.Connection, plan: pitr.RestorePlan) -> None:
+        samples = self._sequence_samples(plan)
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT s.schemaname, s.sequencename, s.last_value, "
+                "(SELECT quote_ident(tn.nspname) || '.' || quote_ident(tc.relname) || '.' || quote_ident(a.attname) "
+                " FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid "
+                " JOIN pg_namespace tn ON tn.oid = tc.relnamespace "
+                " JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i') "
+                " AND d.refobjsubid > 0 LIMIT 1) AS owner "
+                "FROM pg_sequences s JOIN pg_namespace n ON n.nspname = s.schemaname "
+                "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename "
+                "WHERE s.schemaname <> %s",
+                [PROGRESS_SCHEMA],
+            ).fetchall()
+            for schema, name, current, owner in rows:
+                value = samples.get((schema, name), current)
+                if owner:
+                    # Never below a value already used by the restored rows.
+                    table, column = owner.rsplit(".", 1)
+                    used = conn.execute(
+                        sql.SQL("SELECT max({})::bigint FROM {}").format(sql.SQL(column), sql.SQL(table))
+                    ).fetchone()[0]  # type: ignore[index]
+                    if used is not None and (value is None or used > value):
+                        value = used
+                if value is not None:
+                    conn.execute("SELECT setval(%s, %s, true)", [sql.Identifier(schema, name).as_string(conn), value])
+            conn.execute(f"DROP SCHEMA {PROGRESS_SCHEMA} CASCADE")
+        if self.opt.analyze:
+            conn.execute("ANALYZE")
+
+    def _sequence_samples(self, plan: pitr.RestorePlan) -> dict[tuple[str, str], int]:
+        """The newest sequence sample taken at or before the target (samples close each segment)."""
+        chosen: dict[tuple[str, str], int] = {}
+        for info in plan.segments:
+            if plan.target_us is not None and info.last_commit_us > plan.target_us:
+                break
+            if plan.target_lsn is not None and info.last_lsn > plan.target_lsn:
+                break
+            seg = self.repo.read_segment(info)
+            if seg.sequences:
+                chosen = {(s, n): v for s, n, v in seg.sequences["sequences"] if v is not None}
+        return chosen
+
+
+def _plan_key(plan: pitr.RestorePlan) -> str:
+    if plan.target_us is not None:
+        return f"time {plan.target_us}"
+    if plan.target_lsn is not None:
+        return f"lsn {plan.target_lsn:X}"
+    return "latest"
+
+
+def restore(
+    repo: Repository, target: PgEndpoint, options: RestoreOptions, progress: Progress | None = None
+) -> RestoreResult:
+    try:
+        return Restorer(repo, target, options, progress).run()
+    except psycopg.Error as e:
+        raise DatabaseError(f"restoring into {target.display()}: {' '.join(str(e).split())}") from None

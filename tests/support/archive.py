@@ -1,0 +1,82 @@
+"""Test helpers for the change-log archiver: run it in a thread, read the archive back."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ybrewind.archive.format import Transaction
+from ybrewind.archive.repo import Repository
+from ybrewind.endpoints import PgEndpoint
+from ybrewind.ysql.archiver import ArchiveOptions, Archiver, ArchiveResult
+
+
+def fast_options(slot: str) -> ArchiveOptions:
+    return ArchiveOptions(slot=slot, publication="ybrewind", segment_seconds=0.3, heartbeat_seconds=1.0,
+                          status_seconds=0.3, base_jobs=1, base_compress=False)
+
+
+@contextmanager
+def running_archiver(source: PgEndpoint, repo: Repository, options: ArchiveOptions) -> Iterator[dict[str, Any]]:
+    """Run an archiver in a thread for the duration of the block; re-raises its failure."""
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = Archiver(source, repo, options).run(stop)
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield outcome
+    finally:
+        stop.set()
+        thread.join(60)
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+def wait_until_started(repo: Repository, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = repo.status()
+        if st and st.get("running"):
+            return
+        time.sleep(0.05)
+    raise AssertionError("archiver did not start")
+
+
+def wait_for_lsn(repo: Repository, commit_lsn: int, timeout: float = 30.0) -> None:
+    """Wait until the archive holds the transaction committed at ``commit_lsn`` (or later)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        segs = repo.segments()
+        if segs and segs[-1].last_lsn >= commit_lsn:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"archive did not reach commit LSN {commit_lsn:X}")
+
+
+def archived_transactions(repo: Repository) -> tuple[list[Transaction], dict[int, dict[str, Any]]]:
+    txs: list[Transaction] = []
+    relations: dict[int, dict[str, Any]] = {}
+    for info in repo.segments():
+        seg = repo.read_segment(info)
+        relations.update(seg.relations)
+        txs += seg.transactions
+    return txs, relations
+
+
+def run_archiver_once(source: PgEndpoint, repo: Repository, options: ArchiveOptions) -> ArchiveResult:
+    stop = threading.Event()
+    stop.set()
+    return Archiver(source, repo, options).run(stop)
