@@ -38,6 +38,15 @@ def _emit(ctx_json: bool, quiet: bool, summary: Any, human: str) -> None:
         click.echo(human, err=True)
 
 
+def _report(as_json: bool, quiet: bool, data: Any, human: str) -> None:
+    """For commands whose output is the answer (status, lists): stdout, JSON or text."""
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(data) if dataclasses.is_dataclass(data) else data, indent=2,
+                              default=str))
+    elif not quiet:
+        click.echo(human)
+
+
 def _progress(quiet: bool) -> Progress:
     return Progress() if quiet else TerminalProgress()
 
@@ -365,7 +374,7 @@ def archive_status(
     from ybrewind.archive.status import repository_status
 
     st = repository_status(_repository(repo, endpoint_url, region, profile))
-    _emit(as_json, quiet, st, st.describe())
+    _report(as_json, quiet, st, st.describe())
 
 
 @archive_group.command("drop")
@@ -427,6 +436,131 @@ def backup_command(
             progress,
         )
     _emit(as_json, quiet, {"base_backup": name}, f"base backup {name} stored")
+
+
+# -- restore / clone ---------------------------------------------------------------------------------
+def _target_time(to_time: str | None, timezone: str | None) -> int | None:
+    from ybrewind.pitr import parse_time
+
+    return parse_time(to_time, timezone) if to_time is not None else None
+
+
+@cli.command("restore")
+@click.argument("repo")
+@click.argument("target", required=False)
+@click.option("--to-time", help="ISO-8601 with offset, now-15m, or Unix microseconds.")
+@click.option("--to-lsn", help="Replay up to and including the transaction committed at this LSN.")
+@click.option("--latest", is_flag=True, help="Replay everything archived.")
+@click.option("--timezone", help="Time zone for --to-time values without an offset (e.g. Europe/Paris).")
+@click.option("--list", "list_only", is_flag=True, help="Show the restorable window(s) and base backups.")
+@click.option("-j", "--jobs", type=int, default=2, show_default=True)
+@repo_options
+@common_options
+def restore_command(
+    repo: str,
+    target: str | None,
+    to_time: str | None,
+    to_lsn: str | None,
+    latest: bool,
+    timezone: str | None,
+    list_only: bool,
+    jobs: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Restore REPO into TARGET (a new or empty database) as of a time, an LSN, or the latest commit."""
+    from ybrewind import pitr
+    from ybrewind.ysql.pgoutput import str_to_lsn
+    from ybrewind.ysql.restore import RestoreOptions, restore
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    if list_only:
+        repository.require_info()
+        bases, segments = repository.base_backups(), repository.segments()
+        windows = pitr.restorable_windows(bases, segments)
+        summary = {
+            "windows": [{"from": pitr.to_iso(w.start_us), "to": pitr.to_iso(w.end_us)} for w in windows],
+            "base_backups": [{"name": b.name, "time": pitr.to_iso(b.time_us), "lsn": f"{b.lsn:X}"} for b in bases],
+            "segments": len(segments),
+            "transactions": sum(s.transactions for s in segments),
+        }
+        human = "\n".join(
+            [f"restorable: {w.describe()}" for w in windows]
+            or ["nothing restorable yet"] + [f"base backup {b['name']} at {b['time']}" for b in summary["base_backups"]]
+        )
+        _report(as_json, quiet, summary, human)
+        return
+    chosen = [x for x in (to_time, to_lsn, latest or None) if x]
+    if len(chosen) != 1:
+        raise UsageError("give exactly one of --to-time, --to-lsn, --latest (or --list)")
+    try:
+        lsn = str_to_lsn(to_lsn) if to_lsn else None
+    except ValueError:
+        raise UsageError(f"invalid LSN {to_lsn!r} (expected X/X, e.g. 0/1A2B3C4)") from None
+    options = RestoreOptions(target_us=_target_time(to_time, timezone), target_lsn=lsn, jobs=jobs)
+    with _progress(quiet) as progress:
+        result = restore(repository, PgEndpoint.parse(target), options, progress)
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"restored {result.target} to {result.restored_to or 'its base backup'} ({result.transactions} "
+        f"transactions replayed on base {result.base_backup}) in {result.seconds:.2f}s",
+    )
+
+
+@cli.command("clone")
+@click.argument("source")
+@click.argument("new_db")
+@click.option("--as-of", "as_of", required=True, help="ISO-8601 with offset, now-15m, or Unix microseconds.")
+@click.option("--timezone", help="Time zone for --as-of values without an offset.")
+@click.option("--repo", help="The source's change-log repository (needed on PostgreSQL).")
+@click.option("--target", help="Create the clone on this server instead of the source's.")
+@click.option("--native", is_flag=True, help="YugabyteDB: CREATE DATABASE ... TEMPLATE ... AS OF (snapshot schedule).")
+@click.option("-j", "--jobs", type=int, default=2, show_default=True)
+@repo_options
+@common_options
+def clone_command(
+    source: str,
+    new_db: str,
+    as_of: str,
+    timezone: str | None,
+    repo: str | None,
+    target: str | None,
+    native: bool,
+    jobs: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Create NEW_DB as SOURCE was at --as-of."""
+    from ybrewind.ysql.clone import clone
+
+    as_of_us = _target_time(as_of, timezone)
+    assert as_of_us is not None
+    repository = _repository(repo, endpoint_url, region, profile) if repo else None
+    with _progress(quiet) as progress:
+        result = clone(
+            PgEndpoint.parse(source),
+            new_db,
+            as_of_us,
+            repo=repository,
+            target=PgEndpoint.parse(target) if target else None,
+            native=native,
+            jobs=jobs,
+            progress=progress,
+        )
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"cloned {result.source} as of {result.as_of} into {result.clone} ({result.method}) in {result.seconds:.2f}s",
+    )
 
 
 # -- entry point ----------------------------------------------------------------------------------

@@ -4,13 +4,20 @@ A YSQL/PostgreSQL endpoint is a ``postgresql://`` URL, a libpq ``key=value`` str
 all, in which case libpq's environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, .pgpass,
 PGSSLMODE...) decides, exactly as for psql. Passwords are never displayed: ``display()`` shows only
 user@host:port/dbname, and connection errors are reduced to libpq's one-line reason.
+
+A YCQL/Cassandra endpoint is ``ycql://[user[:password]@]host[:port][,host2[:port]...][/KEYSPACE]``
+(``cql://`` is accepted too), with options as query parameters (``?ssl=true&ssl_ca=ca.pem``). The
+user, password and TLS settings may instead come from ``YCQL_USER``, ``YCQL_PASSWORD``,
+``YCQL_SSL``, ``YCQL_SSL_CA``, ``YCQL_SSL_CERT``, ``YCQL_SSL_KEY`` and ``YCQL_SSL_VERIFY``
+(the URL wins). ``display()`` shows ``user@host:port,.../keyspace``, never the password.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -89,3 +96,149 @@ def libpq_reason(error: BaseException) -> str:
         if reason and reason not in reasons:
             reasons.append(reason)
     return "; ".join(reasons) or type(error).__name__
+
+
+YCQL_SCHEMES = ("ycql://", "cql://")
+YCQL_DEFAULT_PORT = 9042
+_TRUE = ("1", "true", "yes", "on", "require", "required")
+_FALSE = ("0", "false", "no", "off", "disable", "none", "")
+
+
+def is_ycql_url(text: str | None) -> bool:
+    return bool(text) and str(text).strip().lower().startswith(YCQL_SCHEMES)
+
+
+def _flag(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise UsageError(f"{name}={value!r} is not a boolean (use true or false)")
+
+
+@dataclass(frozen=True)
+class YcqlEndpoint:
+    """A CQL native protocol endpoint (YugabyteDB YCQL or Apache Cassandra)."""
+
+    hosts: tuple[tuple[str, int], ...]
+    keyspace: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify: bool = True
+    connect_timeout: float = 10.0
+    request_timeout: float = 60.0
+    consistency: str | None = None  # e.g. LOCAL_QUORUM (the default), ONE, QUORUM
+
+    OPTIONS = (
+        "ssl",
+        "ssl_ca",
+        "ssl_cert",
+        "ssl_key",
+        "ssl_verify",
+        "connect_timeout",
+        "request_timeout",
+        "consistency",
+        "user",
+        "password",
+    )
+
+    @classmethod
+    def parse(cls, text: str, env: dict[str, str] | None = None) -> YcqlEndpoint:
+        env = dict(os.environ) if env is None else env
+        raw = (text or "").strip()
+        if not is_ycql_url(raw):
+            raise UsageError(f"not a ycql:// URL: {raw.split('@')[-1] if '@' in raw else raw!r}")
+        rest = raw.split("://", 1)[1]
+        rest, _, query = rest.partition("?")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hostlist = netloc.rpartition("@")
+        user = password = None
+        if at:
+            u, colon, p = userinfo.partition(":")
+            user = unquote(u) or None
+            password = unquote(p) if colon else None
+        hosts = tuple(cls._host(h) for h in hostlist.split(",") if h.strip())
+        if not hosts:
+            raise UsageError("a ycql:// URL needs at least one host: ycql://host[:9042]/keyspace")
+        keyspace = unquote(path.strip("/")) or None
+        if keyspace is not None and ("/" in keyspace or '"' in keyspace or not keyspace.strip()):
+            raise UsageError(f"invalid keyspace name {keyspace!r} in the ycql:// URL")
+        options: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            key = key.lower()
+            if key not in cls.OPTIONS:
+                raise UsageError(f"unknown ycql:// option {key!r} (known: {', '.join(cls.OPTIONS)})")
+            options[key] = value
+        user = user or options.get("user") or env.get("YCQL_USER") or None
+        if password is None:
+            password = options.get("password", env.get("YCQL_PASSWORD"))
+
+        def opt(name: str) -> str | None:
+            value = options.get(name)
+            return value if value is not None else env.get("YCQL_" + name.upper())
+
+        ca, cert, key_file = opt("ssl_ca"), opt("ssl_cert"), opt("ssl_key")
+        ssl_flag = opt("ssl")
+        use_ssl = _flag("ssl", ssl_flag) if ssl_flag is not None else bool(ca or cert)
+        verify = opt("ssl_verify")
+        try:
+            connect_timeout = float(opt("connect_timeout") or 10.0)
+            request_timeout = float(opt("request_timeout") or 60.0)
+        except ValueError:
+            raise UsageError("connect_timeout and request_timeout must be numbers of seconds") from None
+        consistency = opt("consistency")
+        return cls(
+            hosts=hosts,
+            keyspace=keyspace,
+            user=user,
+            password=password,
+            ssl=use_ssl,
+            ssl_ca=ca or None,
+            ssl_cert=cert or None,
+            ssl_key=key_file or None,
+            ssl_verify=_flag("ssl_verify", verify) if verify is not None else True,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            consistency=consistency.upper() if consistency else None,
+        )
+
+    @staticmethod
+    def _host(text: str) -> tuple[str, int]:
+        h = text.strip()
+        port = YCQL_DEFAULT_PORT
+        if h.startswith("["):
+            addr, _, tail = h[1:].partition("]")
+            if tail.startswith(":"):
+                port_text = tail[1:]
+            elif tail:
+                raise UsageError(f"invalid host {text!r} in the ycql:// URL")
+            else:
+                port_text = ""
+            h = addr
+        elif h.count(":") == 1:
+            h, _, port_text = h.partition(":")
+        else:
+            port_text = ""
+        if port_text:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise UsageError(f"invalid port {port_text!r} in the ycql:// URL")
+            port = int(port_text)
+        if not h:
+            raise UsageError(f"invalid host {text!r} in the ycql:// URL")
+        return (unquote(h), port)
+
+    def with_keyspace(self, keyspace: str | None) -> YcqlEndpoint:
+        return replace(self, keyspace=keyspace)
+
+    def hosts_display(self) -> str:
+        return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
+
+    def display(self) -> str:
+        """user@host:port,.../keyspace - never the password."""
+        who = f"{self.user}@" if self.user else ""
+        return f"{who}{self.hosts_display()}/{self.keyspace or ''}"

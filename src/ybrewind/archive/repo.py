@@ -52,8 +52,10 @@ class Repository:
     def require_info(self) -> fmt.RepositoryInfo:
         info = self.info()
         if info is None:
-            raise UsageError(f"{self.url} is not a ybrewind repository (no {fmt.REPOSITORY_KEY}); "
-                             "create one with `ybrewind archive start SOURCE REPO`")
+            raise UsageError(
+                f"{self.url} is not a ybrewind repository (no {fmt.REPOSITORY_KEY}); "
+                "create one with `ybrewind archive start SOURCE REPO`"
+            )
         return info
 
     def write_info(self, info: fmt.RepositoryInfo) -> None:

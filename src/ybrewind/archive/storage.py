@@ -594,9 +594,11 @@ def _display_endpoint(endpoint: str | None) -> str:
     """The endpoint URL without any user:password part."""
     if not endpoint:
         return "(default AWS endpoint)"
-    parts = urlsplit(endpoint)
-    if parts.username or parts.password:
-        return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    scheme, sep, rest = endpoint.partition("://")
+    # Split at the last '@', not with urlsplit: a secret key may contain '/', which urlsplit
+    # would take for the start of the path.
+    if sep and "@" in rest:
+        return f"{scheme}://{rest.rsplit('@', 1)[1]}"
     return endpoint
 
 
@@ -658,8 +660,9 @@ def _open_s3(
     read_timeout: float,
 ) -> S3Storage:
     parts = urlsplit(url)
-    if "@" in parts.netloc:
-        # Do not echo the URL: the part before '@' may be a secret.
+    if "@" in parts.netloc or ":" in parts.netloc:
+        # Do not echo the URL: it may hold a secret (which may contain '/', so the '@' can end
+        # up in what urlsplit calls the path; the ':' of "key:secret" stays in the netloc).
         raise UsageError("S3 repository URLs must not contain credentials: use AWS_ACCESS_KEY_ID / AWS_PROFILE")
     bucket = parts.netloc
     if not bucket:

@@ -214,7 +214,6 @@ class _TypeParser:
         return CqlType("udt", types, frozen, word, names)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Wire codec
 # ---------------------------------------------------------------------------------------------
@@ -871,4 +870,3 @@ def from_csv(t: CqlType, field: str | None) -> Any:
         if isinstance(e, LiteralError):
             raise
         raise LiteralError(f"invalid {t.cql()} value {field!r}") from None
-

@@ -70,6 +70,8 @@ class DumpOptions:
     # An exported snapshot to read in (e.g. from CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT), so a
     # base backup meets the change log at the slot's consistent point with no gap or overlap.
     snapshot: str | None = None
+    # YugabyteDB: read as of this time (Unix µs) instead of now, within the history retention.
+    read_time_us: int | None = None
 
     def validate(self) -> None:
         if self.schema_only and self.data_only:
@@ -113,7 +115,13 @@ def _translate(error: psycopg.Error, what: str) -> DatabaseError:
 class Snapshot:
     """The dump's single point in time, shared by the coordinator and all workers."""
 
-    def __init__(self, coordinator: psycopg.Connection, is_yugabyte: bool, imported: str | None = None) -> None:
+    def __init__(
+        self,
+        coordinator: psycopg.Connection,
+        is_yugabyte: bool,
+        imported: str | None = None,
+        read_time_us: int | None = None,
+    ) -> None:
         self.is_yugabyte = is_yugabyte
         self.name: str | None = None
         self.read_time_us: int | None = None
@@ -123,9 +131,11 @@ class Snapshot:
             # yb_read_time pins every session to the same hybrid time (export/import of snapshots is
             # not available on YB); it must be set before the first read of the transaction.
             coordinator.execute("ROLLBACK")
-            row = coordinator.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()
-            assert row is not None
-            self.read_time_us = int(row[0])
+            if read_time_us is None:
+                row = coordinator.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()
+                assert row is not None
+                read_time_us = int(row[0])
+            self.read_time_us = read_time_us
             self.enter(coordinator)
             self.time = datetime.fromtimestamp(self.read_time_us / 1e6, UTC)
         elif imported:
@@ -313,7 +323,9 @@ class Dumper:
         conn = self.source.connect()
         try:
             server = catalog.read_server(conn)
-            snapshot = Snapshot(conn, server.is_yugabyte, self.opt.snapshot)
+            if self.opt.read_time_us is not None and not server.is_yugabyte:
+                raise UsageError("reading at a past time (yb_read_time) needs a YugabyteDB source")
+            snapshot = Snapshot(conn, server.is_yugabyte, self.opt.snapshot, self.opt.read_time_us)
             model = catalog.read_schema(conn, self.opt.filters)
             if not server.is_yugabyte:
                 self._lock_tables(conn, model)

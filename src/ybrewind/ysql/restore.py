@@ -111,7 +111,8 @@ class Applier:
         if kind == "I":
             rel = self.relations[change[1]]
             self._queue(
-                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                # OVERRIDING SYSTEM VALUE: identity values come from the source (a no-op elsewhere)
+                sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})").format(
                     rel.ident,
                     sql.SQL(", ").join(map(sql.Identifier, rel.columns)),
                     sql.SQL(", ").join(sql.Placeholder() * len(rel.columns)),
@@ -121,7 +122,11 @@ class Applier:
         elif kind == "U":
             rel = self.relations[change[1]]
             old, new = change[2], change[3]
-            sets = [(c, v) for c, v in zip(rel.columns, new, strict=True) if v != fmt.UNCHANGED_TOAST]
+            # Unchanged TOAST values stay as they are; so do key columns when the key did not change
+            # (an identity column GENERATED ALWAYS may not even be assigned its own value).
+            same_key = set(rel.keys) if old is None and not rel.full_identity else set()
+            sets = [(c, v) for c, v in zip(rel.columns, new, strict=True)
+                    if v != fmt.UNCHANGED_TOAST and c not in same_key]
             where_sql, where_params = self._where(rel, old if old is not None else new)
             assignment = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in sets)
             if rel.full_identity:
