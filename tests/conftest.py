@@ -20,10 +20,16 @@ FIXTURE_SQL = REPO_ROOT / "fixtures" / "ysql" / "fixture.sql"
 _counter = itertools.count()
 
 
+def sandbox_dir(prefix: str) -> Path:
+    """A fresh path in /tmp for a sandbox (its parent must be reachable by the postgres user)."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.rmdir()
+    return directory
+
+
 @pytest.fixture(scope="session")
 def pg_sandbox() -> Iterator[sandbox_mod.Sandbox]:
-    directory = Path(tempfile.mkdtemp(prefix="ybrewind-test-"))
-    directory.rmdir()
+    directory = sandbox_dir("ybrewind-test-")
     sb = sandbox_mod.start(directory)
     try:
         yield sb

@@ -113,6 +113,9 @@ def start(directory: Path | None = None, port: int | None = None, settings: dict
     if directory.exists():
         shutil.rmtree(directory)  # a stale, stopped sandbox: it is throwaway by definition
     bindir = find_bindir()
+    if os.geteuid() == 0 and subprocess.run(_as_server_user(["test", "-x", str(directory.parent)])).returncode:
+        raise SandboxError(f"the postgres user cannot reach {directory.parent}; put the sandbox in a directory "
+                           "it can traverse (e.g. under /tmp)")
     directory.mkdir(parents=True, mode=0o700)
     if os.geteuid() == 0:
         shutil.chown(directory, user="postgres", group="postgres")

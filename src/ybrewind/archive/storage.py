@@ -340,8 +340,9 @@ def _read_error(path: Path, error: OSError) -> StorageError:
 def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` (mode 0600) through a unique hidden temp file, fsync, rename, fsync dir.
 
-    ``files.atomic_write`` uses one fixed temp name per target; a unique one keeps two writers
-    of the same key (say a lock holder and a process that just took over) from interleaving.
+    ``files.atomic_write`` uses one fixed temp name per target; a unique one keeps two
+    concurrent writers of the same key from writing into the same temp file: the last rename
+    wins, and each rename carries one writer's complete object.
     """
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -715,13 +716,10 @@ def _open_s3(
 
 
 class _S3Lock(RepositoryLock):
-    def __init__(
-        self, storage: S3Storage, name: str, key: str, record: dict[str, Any], etag: str, stale_after: float
-    ) -> None:
+    def __init__(self, storage: S3Storage, name: str, key: str, record: dict[str, Any], stale_after: float) -> None:
         super().__init__(storage.url, name, record)
         self._storage = storage
         self._key = key
-        self._etag = etag
         self.stale_after = stale_after
         # Heartbeats more often than this are skipped so that refresh() can be called at every
         # segment without a PUT each time; a sixth of stale_after leaves ample margin.
@@ -738,11 +736,10 @@ class _S3Lock(RepositoryLock):
         if current is None or current[0].get("token") != self._record["token"]:
             raise self._lost(current[0] if current else None)
         self._record["heartbeat"] = _now_iso()
-        etag = self._storage._put_lock(self._key, self._record, if_match=current[1])
-        if etag is None:  # replaced between our read and our write
+        # If-Match on the ETag just read: a takeover between our read and our write wins.
+        if self._storage._put_lock(self._key, self._record, if_match=current[1]) is None:
             current = self._storage._read_lock(self._key)
             raise self._lost(current[0] if current else None)
-        self._etag = etag
         self._last_write = started
 
     def _lost(self, holder: dict[str, Any] | None) -> RepositoryLockedError:
@@ -950,8 +947,8 @@ class S3Storage(Storage):
             )
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code")
-            if code in _LOST_RACE_CODES:
-                return None
+            if code in _LOST_RACE_CODES or (if_match and code in ("NoSuchKey", "404")):
+                return None  # someone else's write, or a delete, came first
             if conditions and _not_implemented(e):
                 log.warning(
                     "%s does not support conditional writes; locking falls back to read-check-write, "
@@ -961,7 +958,7 @@ class S3Storage(Storage):
                 self.conditional_puts = False
                 return self._put_lock(key, record, if_none_match=if_none_match, if_match=if_match)
             raise self._error(e, key) from None
-        except (BotoCoreError, S3UploadFailedError) as e:
+        except BotoCoreError as e:
             raise self._error(e, key) from None
         return str(response["ETag"])
 
@@ -1018,7 +1015,7 @@ class S3Storage(Storage):
                 check = self._read_lock(key)
                 etag = check[1] if check and check[0].get("token") == record["token"] else None
             if etag is not None:
-                lock = _S3Lock(self, name, key, record, etag, stale_after)
+                lock = _S3Lock(self, name, key, record, stale_after)
                 lock.taken_over_from = taken_over
                 return lock
             # Lost a race: the next round reads the winner's record and names it.
