@@ -425,7 +425,6 @@ class Archiver:
         self.last_commit_us = self.pending[-1].commit_us
         self.flushed = max(self.flushed, self.pending[-1].end_lsn)
         self.pending, self.pending_relations, self.pending_bytes = [], {}, 0
-        self.lock.refresh()
         self._write_status(running=True)
         repl.send_status(self.received, self.flushed)
         self.progress.log(f"segment {info.key.split('/')[-1][:33]}: {info.transactions} transactions")
@@ -450,6 +449,8 @@ class Archiver:
         }
 
     def _write_status(self, running: bool) -> None:
+        if running:
+            self.lock.refresh()  # an idle archiver must keep its (S3) lock fresh too; rate-limited
         retained = None
         try:
             row = self.stats_conn.execute(
