@@ -65,3 +65,40 @@ def test_yugabyte_to_postgres(yb_db: str, pg: PgServer, db: str, tmp_path: Path)
     load(tmp_path / "d", pg.endpoint(db), LoadOptions(jobs=2))
     result = compare(src, pg.endpoint(db), owners=False, privileges=False)
     assert result.differing_tables == []
+
+
+def test_yugabyte_clone_at_read_time(yb_db: str) -> None:
+    """Without a repository, a YB clone is a dump read at yb_read_time = T (within history retention)."""
+    import time
+
+    from ybrewind.ysql.clone import clone
+
+    assert YB_URL
+    src = PgEndpoint.parse(YB_URL).with_dbname(yb_db)
+    with src.connect() as conn:
+        before = conn.execute("SELECT count(*) FROM ranged").fetchone()[0]
+        as_of = int(conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0])
+        time.sleep(0.5)
+        conn.execute("DELETE FROM ranged WHERE id <= 100")
+    result = clone(src, yb_db + "_asof", as_of)
+    assert result.method == "read-time"
+    with src.with_dbname(yb_db + "_asof").connect() as conn:
+        assert conn.execute("SELECT count(*) FROM ranged").fetchone()[0] == before
+
+
+@pytest.mark.skipif(
+    not os.environ.get("YBREWIND_YB_CLONE_SOURCE"),
+    reason="native clone needs a database with a snapshot schedule: set YBREWIND_YB_CLONE_SOURCE",
+)
+def test_yugabyte_native_clone() -> None:
+    from ybrewind.pitr import now_us
+    from ybrewind.ysql.clone import clone
+
+    assert YB_URL
+    source_db = os.environ["YBREWIND_YB_CLONE_SOURCE"]
+    src = PgEndpoint.parse(YB_URL).with_dbname(source_db)
+    new_db = f"ybrewind_native_{uuid.uuid4().hex[:6]}"
+    result = clone(src, new_db, now_us() - 5_000_000, native=True)
+    assert result.method == "native"
+    with PgEndpoint.parse(YB_URL).connect() as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(new_db)))

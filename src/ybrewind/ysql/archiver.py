@@ -109,7 +109,8 @@ def check_source(conn: psycopg.Connection, endpoint: PgEndpoint) -> None:
     ).fetchone()
     assert row is not None
     wal_level, can_replicate, max_slots, used = row
-    if wal_level != "logical":
+    is_yb = "-YB-" in str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
+    if wal_level != "logical" and not is_yb:  # YugabyteDB's CDC does not use wal_level
         raise UsageError(
             f"{endpoint.display()} has wal_level={wal_level}; archiving needs wal_level=logical "
             "(ALTER SYSTEM SET wal_level = logical, then restart the server)"
@@ -328,6 +329,7 @@ class Archiver:
         try:
             repl.start(info.slot, start_lsn, info.publication)
             last_data = last_status = time.monotonic()
+            heartbeats = True
             self._write_status(running=True)
             while not stop.is_set():
                 msg = repl.read(timeout=0.5)
@@ -346,9 +348,12 @@ class Archiver:
                     self.pending_bytes >= self.opt.segment_bytes or now - self.pending_since >= self.opt.segment_seconds
                 ):
                     self._flush_segment(repl)
-                if now - last_data >= self.opt.heartbeat_seconds:
+                if heartbeats and now - last_data >= self.opt.heartbeat_seconds:
                     # Idle: a WAL record of our own moves the stream (and so the slot) forward.
-                    conn.execute("SELECT pg_logical_emit_message(false, 'ybrewind', 'heartbeat')")
+                    try:
+                        conn.execute("SELECT pg_logical_emit_message(false, 'ybrewind', 'heartbeat')")
+                    except psycopg.Error:
+                        heartbeats = False  # not available (YugabyteDB): keepalives alone advance the slot
                     last_data = now
                 if now - last_status >= self.opt.status_seconds:
                     self._confirm_idle(repl)
