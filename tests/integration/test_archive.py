@@ -17,14 +17,14 @@ from tests.conftest import PgServer
 from tests.support.archive import (
     archived_transactions,
     fast_options,
+    last_commit_us,
     running_archiver,
-    wait_for_lsn,
+    wait_for_commit,
     wait_until_started,
 )
 from ybrewind.archive.format import UNCHANGED_TOAST
 from ybrewind.archive.repo import Repository
 from ybrewind.files import open_binary
-from ybrewind.ysql.pgoutput import str_to_lsn
 
 SCHEMA = """
 CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric(12,2), doc text);
@@ -33,10 +33,6 @@ CREATE TABLE nokey (a int, b text);
 ALTER TABLE nokey REPLICA IDENTITY FULL;
 CREATE SEQUENCE ticket_seq;
 """
-
-
-def commit_lsn_now(conn: psycopg.Connection) -> int:
-    return str_to_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
 
 
 def run_tx(conn: psycopg.Connection, *statements: str) -> tuple[int, int]:
@@ -81,7 +77,7 @@ def test_archive_holds_every_committed_transaction(
         expected.append(run_tx(conn, "SELECT nextval('ticket_seq')", "INSERT INTO acct (id) VALUES (102)"))
         big = ", ".join(f"({1000 + i}, 'bulk', {i}, NULL, NULL)" for i in range(5000))
         expected.append(run_tx(conn, f"INSERT INTO acct VALUES {big}"))
-        wait_for_lsn(repo, commit_lsn_now(conn) - 1)
+        wait_for_commit(repo, last_commit_us(conn))
     txs, relations = archived_transactions(repo)
     assert [(t.xid, t.commit_us) for t in txs] == expected  # order, exactly once, exact commit times
     names = {rel["name"] for rel in relations.values()}
@@ -146,7 +142,7 @@ def test_archive_survives_sigkill(pg: PgServer, db: str, tmp_path: Path) -> None
         writer.join()
     repo = Repository.open(str(repo_dir))
     with pg.connect(db) as conn:
-        wait_for_lsn(repo, commit_lsn_now(conn) - 1, timeout=60)
+        wait_for_commit(repo, last_commit_us(conn), timeout=60)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     txs, _ = archived_transactions(repo)

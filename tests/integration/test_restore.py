@@ -14,13 +14,18 @@ import pytest
 
 from tests.conftest import PgServer
 from tests.integration.test_errors import assert_one_line_error, run_cli
-from tests.support.archive import fast_options, running_archiver, wait_for_lsn, wait_until_started
+from tests.support.archive import (
+    fast_options,
+    last_commit_us,
+    running_archiver,
+    wait_for_commit,
+    wait_until_started,
+)
 from ybrewind.archive.repo import Repository
 from ybrewind.pitr import to_iso
 from ybrewind.ysql.archiver import ArchiveOptions, backup
 from ybrewind.ysql.clone import clone
 from ybrewind.ysql.compare import table_checksum
-from ybrewind.ysql.pgoutput import str_to_lsn
 from ybrewind.ysql.restore import RestoreOptions, restore
 
 SCHEMA = """
@@ -95,7 +100,7 @@ def run_workload(
             oracle.append((commit_us(conn, xid), snapshot(conn)))
             if backup_at is not None and i == backup_at:
                 backup(pg.endpoint(db), repo, ArchiveOptions(base_jobs=1, base_compress=False))
-        wait_for_lsn(repo, str_to_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]) - 1)
+        wait_for_commit(repo, last_commit_us(conn))
     return oracle
 
 
@@ -179,7 +184,7 @@ def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) ->
             if i % 3 == 0:
                 conn.execute("UPDATE t SET v = 'u' WHERE id = %s", [i // 2])
         expected = snapshot(conn)
-        wait_for_lsn(repo, str_to_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]) - 1)
+        wait_for_commit(repo, last_commit_us(conn))
     with pg.connect(db) as conn:
         conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
     target = pg.create_database("resumed")

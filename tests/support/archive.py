@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+
 from ybrewind.archive.format import Transaction
 from ybrewind.archive.repo import Repository
 from ybrewind.endpoints import PgEndpoint
@@ -14,8 +16,15 @@ from ybrewind.ysql.archiver import ArchiveOptions, Archiver, ArchiveResult
 
 
 def fast_options(slot: str) -> ArchiveOptions:
-    return ArchiveOptions(slot=slot, publication="ybrewind", segment_seconds=0.3, heartbeat_seconds=1.0,
-                          status_seconds=0.3, base_jobs=1, base_compress=False)
+    return ArchiveOptions(
+        slot=slot,
+        publication="ybrewind",
+        segment_seconds=0.3,
+        heartbeat_seconds=1.0,
+        status_seconds=0.3,
+        base_jobs=1,
+        base_compress=False,
+    )
 
 
 @contextmanager
@@ -53,17 +62,28 @@ def wait_until_started(repo: Repository, timeout: float = 30.0) -> None:
     raise AssertionError("archiver did not start")
 
 
-def wait_for_lsn(repo: Repository, commit_lsn: int, timeout: float = 30.0) -> None:
-    """Wait until the archive holds the transaction committed at ``commit_lsn`` (or later)."""
+def last_commit_us(conn: psycopg.Connection) -> int:
+    """Commit time (Unix µs) of the newest transaction committed on the cluster."""
+    row = conn.execute("SELECT (extract(epoch FROM (pg_last_committed_xact()).timestamp) * 1000000)::bigint").fetchone()
+    assert row is not None and row[0] is not None
+    return int(row[0])
+
+
+def wait_for_commit(repo: Repository, commit_us: int, timeout: float = 30.0) -> None:
+    """Wait until the archive holds the transaction committed at ``commit_us`` (or a later one).
+
+    Commit times, not WAL positions: the archiver's own heartbeats move the WAL position without
+    adding anything to the archive.
+    """
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         segs = repo.segments()
-        if segs and segs[-1].last_lsn >= commit_lsn:
+        if segs and segs[-1].last_commit_us >= commit_us:
             return
         time.sleep(0.05)
-    raise AssertionError(f"archive did not reach commit LSN {commit_lsn:X}")
+    raise AssertionError(f"archive did not reach the commit at {commit_us}")
 
 
 def archived_transactions(repo: Repository) -> tuple[list[Transaction], dict[int, dict[str, Any]]]:
