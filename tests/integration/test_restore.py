@@ -233,3 +233,92 @@ def test_restore_bad_input(
     code, _, err = run_cli(capsys, "restore", "-q", url, target, "--latest")
     assert_one_line_error(code, err, segment.name, "corrupt")
     pg.drop_database(f"{db}_bad")
+
+
+def test_every_fixture_type_survives_archive_and_replay(pg: PgServer, fixture_db: str, tmp_path: Path) -> None:
+    """Changes on every data type and hostile identifier of the fixture replay to an identical copy."""
+    from ybrewind.ysql.compare import compare
+    from ybrewind.ysql.dump import DumpOptions, dump
+    from ybrewind.ysql.load import LoadOptions, load
+
+    source = pg.create_database("fxsrc")
+    dump(pg.endpoint(fixture_db), tmp_path / "d", DumpOptions(jobs=2))
+    load(tmp_path / "d", pg.endpoint(source), LoadOptions(jobs=2))
+    repo = Repository.open(str(tmp_path / "repo"))
+    options = fast_options(f"s_{source}")
+    options.replica_identity_full = True
+    try:
+        with running_archiver(pg.endpoint(source), repo, options), pg.connect(source) as conn:
+            wait_until_started(repo)
+            tables = conn.execute(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN "
+                "('pg_catalog', 'information_schema', 'ybrewind') AND c.relname LIKE 'types%' OR c.relname IN "
+                "('select', 'Tåble', 'weird \"name\"; DROP TABLE x; --') ORDER BY 1"
+            ).fetchall()
+            assert len(tables) >= 8
+            for (table,) in tables:
+                with conn.transaction():
+                    conn.execute("SET session_replication_role = replica")  # fixture triggers stay out
+                    # every column rewritten (new tuples carry every value), rows copied, one deleted
+                    conn.execute(f"UPDATE {table} SET {first_column(conn, table)} = {first_column(conn, table)}")
+                    conn.execute(f"DELETE FROM {table} WHERE ctid = (SELECT min(ctid) FROM {table})")
+                    conn.execute("RESET session_replication_role")
+            conn.execute("UPDATE public.toasted_docs SET title = title || '!'")  # TOASTed bodies unchanged
+            wait_for_commit(repo, last_commit_us(conn))
+        target = pg.create_database("fxrestored")
+        try:
+            restore(repo, pg.endpoint(target), RestoreOptions(jobs=2))
+            result = compare(pg.endpoint(source), pg.endpoint(target), owners=True, privileges=True)
+            assert result.differing_tables == []
+        finally:
+            pg.drop_database(target)
+    finally:
+        with pg.connect(source) as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                [f"s_{source}"],
+            )
+        pg.drop_database(source)
+
+
+def first_column(conn: psycopg.Connection, table: str) -> str:
+    row = conn.execute(
+        "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+        "AND NOT attisdropped AND attidentity = '' AND attgenerated = '' ORDER BY attnum DESC LIMIT 1",
+        [table],
+    ).fetchone()
+    return row[0]
+
+
+def test_restore_to_lsn_and_archive_drop(
+    pg: PgServer, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo_dir = tmp_path / "repo"
+    repo = Repository.open(str(repo_dir))
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    with running_archiver(pg.endpoint(db), repo, fast_options(f"s_{db}")), pg.connect(db) as conn:
+        wait_until_started(repo)
+        for i in range(5):
+            conn.execute("INSERT INTO t VALUES (%s)", [i])
+        wait_for_commit(repo, last_commit_us(conn))
+    segments = [repo.read_segment(s) for s in repo.segments()]
+    third = [tx for seg in segments for tx in seg.transactions][2]
+    target = pg.create_database("bylsn")
+    try:
+        lsn = f"{third.commit_lsn >> 32:X}/{third.commit_lsn & 0xFFFFFFFF:X}"
+        code, out, _ = run_cli(capsys, "restore", "-q", "--json", str(repo_dir), pg.url(target), "--to-lsn", lsn)
+        assert code == 0 and '"transactions": 3' in out
+        with pg.connect(target) as conn:
+            assert conn.execute("SELECT array_agg(id ORDER BY id) FROM t").fetchone() == ([0, 1, 2],)
+    finally:
+        pg.drop_database(target)
+    code, out, _ = run_cli(capsys, "archive", "drop", "--yes", "--json", "-q", pg.url(db), str(repo_dir))
+    assert code == 0 and "slot" in out and "publication" in out
+    with pg.connect(db) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [f"s_{db}"]
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+        assert conn.execute("SELECT to_regnamespace('ybrewind')").fetchone() == (None,)

@@ -1,6 +1,6 @@
 """Compare two YSQL/PostgreSQL databases: schema (normalized) and, per table, rows and content.
 
-The schema of each side is read with the dump's own catalog reader and rendered in one dialect, so
+ybrewind's own bookkeeping schemas are ignored. The schema of each side is read with the dump's own catalog reader and rendered in one dialect, so
 server-side noise (oids, statement order, quoting) cancels out. Table content is compared by row
 count and an order-independent checksum computed on the server: the sum of the first 64 bits of
 md5(row::text) over all rows, so no data crosses the network and no sort is needed.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import sql
@@ -67,11 +67,16 @@ def table_checksum(conn: psycopg.Connection, schema: str, name: str) -> tuple[in
     return int(row[0]), str(row[1])
 
 
+# ybrewind's own bookkeeping (DDL capture on an archived source, an unfinished restore's progress)
+BOOKKEEPING_SCHEMAS = ["ybrewind", "_ybrewind_restore"]
+
+
 def _read(endpoint: PgEndpoint, filters: Filters | None) -> tuple[SchemaModel, dict[tuple[str, str], tuple[int, str]]]:
     with endpoint.connect() as conn:
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            model = read_schema(conn, filters)
+            base = filters or Filters()
+            model = read_schema(conn, replace(base, exclude_schemas=[*base.exclude_schemas, *BOOKKEEPING_SCHEMAS]))
             sums = {
                 (t.schema or "", t.name): table_checksum(conn, t.schema or "", t.name)
                 for t in model.tables()
