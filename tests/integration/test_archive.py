@@ -131,6 +131,9 @@ def test_archive_survives_sigkill(pg: PgServer, db: str, tmp_path: Path) -> None
     proc = subprocess.Popen(argv)
     writer.start()
     try:
+        # Kill it while it streams: a first start killed midway simply starts over (tested too,
+        # by chance, when a kill lands before the next start has stored its base backup).
+        wait_until_started(Repository.open(str(repo_dir)))
         for _ in range(4):
             time.sleep(rnd.uniform(0.5, 1.5))
             proc.send_signal(signal.SIGKILL)
@@ -141,10 +144,15 @@ def test_archive_survives_sigkill(pg: PgServer, db: str, tmp_path: Path) -> None
         stop.set()
         writer.join()
     repo = Repository.open(str(repo_dir))
-    with pg.connect(db) as conn:
-        wait_for_commit(repo, last_commit_us(conn), timeout=60)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    try:
+        with pg.connect(db) as conn:
+            wait_for_commit(repo, last_commit_us(conn), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     txs, _ = archived_transactions(repo)
     archived = [int(c[2][0]) for t in txs for c in t.changes if c[0] == "I"]
     base_rows = _base_counter_rows(repo)

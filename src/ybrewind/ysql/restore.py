@@ -15,14 +15,13 @@ stopped when run again. The progress schema is dropped when the restore complete
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.types.string import StrDumperUnknown
 
 from ybrewind import pitr
@@ -31,7 +30,7 @@ from ybrewind.archive.repo import Repository
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, TargetNotEmptyError, UsageError
 from ybrewind.progress import Progress
-from ybrewind.ysql import script
+from ybrewind.ysql.apply import Applier, NetBatch, Relation
 from ybrewind.ysql.load import Loader, LoadOptions, db_error, ensure_database, user_objects
 
 PROGRESS_SCHEMA = "_ybrewind_restore"
@@ -59,125 +58,6 @@ class RestoreResult:
     resumed: bool = False
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Relation:
-    schema: str
-    name: str
-    columns: list[str]
-    keys: list[str]
-    full_identity: bool
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> _Relation:
-        cols = [c[0] for c in rec["columns"]]
-        keys = [c[0] for c in rec["columns"] if c[3]]
-        return cls(rec["schema"], rec["name"], cols, keys, rec.get("replica_identity") == "f" or not keys)
-
-    @property
-    def ident(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
-
-
-class Applier:
-    """Applies archived changes to one target connection, batching same-shaped statements."""
-
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
-        self.relations: dict[int, _Relation] = {}
-        self._batch_query: sql.Composable | None = None
-        self._batch_rows: list[list[Any]] = []
-
-    def flush(self) -> None:
-        if self._batch_rows:
-            with self.conn.cursor() as cur:
-                cur.executemany(self._batch_query, self._batch_rows)  # type: ignore[arg-type]
-            self._batch_rows = []
-        self._batch_query = None
-
-    def _queue(self, query: sql.Composable, params: list[Any]) -> None:
-        if self._batch_query is not None and query != self._batch_query:
-            self.flush()
-        self._batch_query = query
-        self._batch_rows.append(params)
-
-    def _run(self, query: sql.Composable | bytes, params: list[Any] | None = None) -> None:
-        self.flush()
-        self.conn.execute(query, params)  # type: ignore[arg-type]
-
-    def apply(self, change: list[Any]) -> None:
-        kind = change[0]
-        if kind == "I":
-            rel = self.relations[change[1]]
-            self._queue(
-                # OVERRIDING SYSTEM VALUE: identity values come from the source (a no-op elsewhere)
-                sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})").format(
-                    rel.ident,
-                    sql.SQL(", ").join(map(sql.Identifier, rel.columns)),
-                    sql.SQL(", ").join(sql.Placeholder() * len(rel.columns)),
-                ),
-                change[2],
-            )
-        elif kind == "U":
-            rel = self.relations[change[1]]
-            old, new = change[2], change[3]
-            # Unchanged TOAST values stay as they are; so do key columns when the key did not change
-            # (an identity column GENERATED ALWAYS may not even be assigned its own value).
-            same_key = set(rel.keys) if old is None and not rel.full_identity else set()
-            sets = [(c, v) for c, v in zip(rel.columns, new, strict=True)
-                    if v != fmt.UNCHANGED_TOAST and c not in same_key]
-            where_sql, where_params = self._where(rel, old if old is not None else new)
-            assignment = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in sets)
-            if rel.full_identity:
-                query = sql.SQL("UPDATE {t} SET {a} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
-                    t=rel.ident, a=assignment, w=where_sql
-                )
-            else:
-                query = sql.SQL("UPDATE {} SET {} WHERE {}").format(rel.ident, assignment, where_sql)
-            self._queue(query, [v for _, v in sets] + where_params)
-        elif kind == "D":
-            rel = self.relations[change[1]]
-            where_sql, where_params = self._where(rel, change[2])
-            if rel.full_identity:
-                query = sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
-                    t=rel.ident, w=where_sql
-                )
-            else:
-                query = sql.SQL("DELETE FROM {} WHERE {}").format(rel.ident, where_sql)
-            self._queue(query, where_params)
-        elif kind == "T":
-            names = sql.SQL(", ").join(self.relations[r].ident for r in change[1])
-            extra = (" RESTART IDENTITY" if change[3] else "") + (" CASCADE" if change[2] else "")
-            self._run(sql.SQL("TRUNCATE {}{}").format(names, sql.SQL(extra)))
-        elif kind == "R":
-            self.flush()
-            self.relations[change[1]] = _Relation.from_record(change[2])
-        elif kind == "DDL":
-            self._ddl(change[2], change[3])
-
-    def _where(self, rel: _Relation, values: list[Any]) -> tuple[sql.Composable, list[Any]]:
-        pairs = [(c, v) for c, v in zip(rel.columns, values, strict=True) if v != fmt.UNCHANGED_TOAST]
-        if rel.full_identity:
-            # Compare text forms: every type has one, while json and others have no equality operator.
-            parts = [sql.SQL("{}::text IS NOT DISTINCT FROM %s::text").format(sql.Identifier(c)) for c, _ in pairs]
-            return sql.SQL(" AND ").join(parts), [v for _, v in pairs]
-        keyed = [(c, v) for c, v in pairs if c in rel.keys]
-        parts = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c, _ in keyed]
-        return sql.SQL(" AND ").join(parts), [v for _, v in keyed]
-
-    def _ddl(self, command: str, search_path: str) -> None:
-        """Replay a captured DDL statement; the DML a multi-statement query carried is in the log already."""
-        self.flush()
-        self.conn.execute(
-            sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(sql.Literal(search_path))
-        )
-        for item in script.iter_script(io.StringIO(command), "<captured DDL>"):
-            if isinstance(item, script.Statement):
-                words = item.sql.lstrip("( \n\t").split(None, 1)
-                if words and words[0].upper() in DDL_FIRST_WORDS:
-                    self.conn.execute(item.sql.encode())
-        self.conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
 
 
 def _prepare_session(conn: psycopg.Connection) -> None:
@@ -287,7 +167,7 @@ class Restorer:
         for info in plan.segments:
             segment = self.repo.read_segment(info)
             for relid, rec in segment.relations.items():
-                applier.relations.setdefault(relid, _Relation.from_record(rec))
+                applier.relations.setdefault(relid, Relation.from_record(rec))
             for tx in segment.transactions:
                 decision = plan.includes(tx.commit_lsn, tx.commit_us)
                 if decision is None:
@@ -297,50 +177,57 @@ class Restorer:
     def _replay(
         self, conn: psycopg.Connection, plan: pitr.RestorePlan, applied_lsn: int, result: RestoreResult
     ) -> None:
+        """Replay in batches: each batch is one target transaction, sent as one pipeline."""
         _prepare_session(conn)
         applier = Applier(conn)
         total = sum(s.transactions for s in plan.segments)
         bar = self.progress.task("replay", total or None, unit="transactions")
-        pending = 0
+        batch: list[fmt.Transaction] = []
+        size = 0
         last: fmt.Transaction | None = None
-        self._sequences: dict[str, int] = {}
-        conn.execute("BEGIN")
         try:
             for tx, replay in self._transactions(plan, applier):
                 self.progress.advance(bar, 1)
                 if not replay or tx.commit_lsn <= applied_lsn:
-                    # Already in the base or applied before a restart: still track relation shapes.
+                    # Already in the base or applied before a restart: only relation shapes matter.
                     for change in tx.changes:
                         if change[0] == "R":
                             applier.apply(change)
                     continue
-                for change in tx.changes:
-                    applier.apply(change)
-                pending += len(tx.changes)
-                result.transactions += 1
-                result.changes += len(tx.changes)
-                last = tx
-                if pending >= self.opt.batch_changes:
-                    self._commit(conn, applier, tx)
-                    pending = 0
-            if last is not None:
-                self._commit(conn, applier, last)
-            conn.execute("COMMIT")
+                batch.append(tx)
+                size += len(tx.changes)
+                if size >= self.opt.batch_changes:
+                    last = self._apply_batch(conn, applier, batch, result)
+                    batch, size = [], 0
+            if batch:
+                last = self._apply_batch(conn, applier, batch, result)
         except psycopg.Error as e:
-            conn.execute("ROLLBACK") if not conn.closed else None
-            where = f" (source transaction {last.xid} at {pitr.to_iso(last.commit_us)})" if last else ""
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            where = f" (batch after source transaction {last.xid} at {pitr.to_iso(last.commit_us)})" if last else ""
             raise db_error(e, f"replaying into {self.target.dbname}{where}") from None
         if last is not None:
             result.restored_to = pitr.to_iso(last.commit_us)
             result.last_lsn = f"{last.commit_lsn:X}"
 
-    def _commit(self, conn: psycopg.Connection, applier: Applier, tx: fmt.Transaction) -> None:
-        applier.flush()
-        conn.execute(
-            f"UPDATE {PROGRESS_SCHEMA}.progress SET applied_lsn = %s, applied_us = %s", [tx.commit_lsn, tx.commit_us]
-        )
-        conn.execute("COMMIT")
-        conn.execute("BEGIN")
+    def _apply_batch(
+        self, conn: psycopg.Connection, applier: Applier, batch: list[fmt.Transaction], result: RestoreResult
+    ) -> fmt.Transaction:
+        """Source transactions in order, plus the progress record, in one target transaction."""
+        tail = batch[-1]
+        net = NetBatch(applier)
+        with conn.transaction():
+            for tx in batch:
+                for change in tx.changes:
+                    net.add(change)
+            net.flush()
+            conn.execute(
+                f"UPDATE {PROGRESS_SCHEMA}.progress SET applied_lsn = %s, applied_us = %s",
+                [tail.commit_lsn, tail.commit_us],
+            )
+        result.transactions += len(batch)
+        result.changes += sum(len(tx.changes) for tx in batch)
+        return tail
 
     # -- sequences, cleanup ------------------------------------------------------------------------------
     def _finish(self, conn: psycopg.Connection, plan: pitr.RestorePlan) -> None:

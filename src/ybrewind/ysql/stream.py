@@ -124,8 +124,10 @@ class ReplicationConnection:
                 continue
             if n == -1:
                 result = self.pgconn.get_result()
-                msg = (result.error_message if result else b"").decode(errors="replace") or "stream ended"
-                raise DatabaseError(f"replication stream from {self.endpoint.display()} ended: {' '.join(msg.split())}")
+                msg = (result.error_message if result else b"") or self.pgconn.error_message
+                reason = " ".join(msg.decode(errors="replace").split()) or (
+                    f"the server ended the stream ({result.status.name if result else 'no result'})")
+                raise DatabaseError(f"replication stream from {self.endpoint.display()} ended: {reason}")
             if n == -2:
                 raise DatabaseError(
                     f"replication stream from {self.endpoint.display()} failed: "
