@@ -272,8 +272,8 @@ class Archiver:
                 conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name)))
             else:
                 self._warn(
-                    f"table {schema}.{name} has no primary key: its UPDATEs and DELETEs cannot be "
-                    "archived (use --replica-identity-full)"
+                    f"table {schema}.{name} has no primary key or replica identity: with the archive's "
+                    "publication, UPDATE and DELETE on it fail on the source (use --replica-identity-full)"
                 )
         superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]  # type: ignore[index]
         ddl_capture = "none"
