@@ -36,10 +36,14 @@ def assert_same_database(pg: PgServer, a: str, b: str) -> None:
     assert len(result.tables) > 20 and result.identical
 
 
-@pytest.mark.parametrize(("jobs", "compress"), [(1, False), (4, True)])
-def test_round_trip_fixture(pg: PgServer, fixture_db: str, tmp_path: Path, jobs: int, compress: bool) -> None:
+@pytest.mark.parametrize(("jobs", "compress", "use_psql"), [(1, False, True), (4, True, True), (2, False, False)])
+def test_round_trip_fixture(
+    pg: PgServer, fixture_db: str, tmp_path: Path, jobs: int, compress: bool, use_psql: bool
+) -> None:
+    """use_psql: COPY data read by psql children (the default when psql exists) or in-process."""
     out = tmp_path / "dump"
-    res = dump(pg.endpoint(fixture_db), out, DumpOptions(jobs=jobs, compress=compress, slice_bytes=1 << 20))
+    options = DumpOptions(jobs=jobs, compress=compress, slice_bytes=1 << 20, use_psql=use_psql)
+    res = dump(pg.endpoint(fixture_db), out, options)
     assert res.rows > 50_000
     manifest = mf.read(out)
     data = manifest.files_of("data")
@@ -53,7 +57,7 @@ def test_round_trip_fixture(pg: PgServer, fixture_db: str, tmp_path: Path, jobs:
     for path in out.rglob("*"):
         if path.is_file():
             assert path.stat().st_mode & 0o077 == 0, path
-    target = f"{fixture_db}_copy_{jobs}_{int(compress)}"
+    target = f"{fixture_db}_copy_{jobs}_{int(compress)}_{int(use_psql)}"
     result = load(out, pg.endpoint(target), LoadOptions(jobs=jobs, create=True))
     try:
         assert result.rows == res.rows
