@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import PgServer
 from ybrewind import manifest as mf
+from ybrewind.endpoints import PgEndpoint
 from ybrewind.ysql.catalog import Filters
 from ybrewind.ysql.compare import compare
 from ybrewind.ysql.dump import DumpOptions, dump
@@ -156,3 +157,19 @@ def test_dump_is_one_snapshot_under_concurrent_transfers(pg: PgServer, db: str, 
                 accounts, accounts * initial)
     finally:
         pg.drop_database(target)
+
+
+def test_password_in_url_works_for_psql_workers_and_is_written_nowhere(pg: PgServer, db: str, tmp_path: Path) -> None:
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g")
+        conn.execute("DROP ROLE IF EXISTS dumper_pw")
+        conn.execute("CREATE ROLE dumper_pw LOGIN PASSWORD 's3cret-Pw'")
+        conn.execute("GRANT SELECT ON t TO dumper_pw")
+    url = f"postgresql://dumper_pw:s3cret-Pw@127.0.0.1:{pg.sandbox.port}/{db}"
+    out = tmp_path / "dump"
+    res = dump(PgEndpoint.parse(url), out, DumpOptions(jobs=2, slice_bytes=16 << 10))  # psql children need it
+    assert res.rows == 3000
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
