@@ -38,6 +38,10 @@ class Progress:
     def advance(self, task: Any, amount: float) -> None:
         return None
 
+    def done(self, task: Any) -> None:
+        """Mark a task complete (totals are estimates: table sizes on disk vs bytes dumped)."""
+        return None
+
     def log(self, message: str) -> None:
         return None
 
@@ -77,6 +81,11 @@ class TerminalProgress(Progress):
     def advance(self, task: Any, amount: float) -> None:
         if task is not None:
             self._rich.advance(task, amount)
+
+    def done(self, task: Any) -> None:
+        if task is not None:
+            completed = self._rich.tasks[task].completed if task < len(self._rich.tasks) else 0
+            self._rich.update(task, total=completed or 1, completed=completed or 1)
 
     def log(self, message: str) -> None:
         self.console.print(message, highlight=False, markup=False)

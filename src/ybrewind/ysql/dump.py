@@ -551,6 +551,7 @@ class Dumper:
             if isinstance(e, psycopg.Error):
                 raise _translate(e, "dumping data") from None
             raise e
+        self.progress.done(bar)
         fsync_dir(outdir / "data")
         return sorted(results, key=lambda f: f.path)
 
