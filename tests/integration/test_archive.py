@@ -90,6 +90,10 @@ def test_archive_holds_every_committed_transaction(
     assert data_changes[6] == [["T", [next(k for k, r in relations.items() if r["name"] == "nokey")], False, False]]
     assert len(data_changes[8]) == 5000
     assert repo.base_backups() and repo.info() is not None
+    samples = [repo.read_segment(s).sequences for s in repo.segments()]
+    assert all(sample is not None for sample in samples)  # sampled at every segment close
+    ticket = [v for _, name, v in samples[-1]["sequences"] if name == "ticket_seq"]
+    assert ticket == [1]
 
 
 def test_archive_survives_sigkill(pg: PgServer, db: str, tmp_path: Path) -> None:

@@ -137,6 +137,11 @@ def test_restore_to_many_times_matches_oracle(pg: PgServer, archived: tuple[Repo
         try:
             result = restore(repo, pg.endpoint(target), RestoreOptions(target_us=target_us, jobs=2))
             assert restored_state(pg, target) == expected, f"state at step {i}"
+            with pg.connect(target) as conn:  # sequences: never below a value the restored rows use
+                last, used = conn.execute(
+                    "SELECT (SELECT last_value FROM acct_id_seq), (SELECT max(id) FROM acct)"
+                ).fetchone()
+                assert used is None or last >= used
             assert (result.base_backup == second_base.name) == (ts >= second_base.time_us)
         finally:
             pg.drop_database(target)
