@@ -21,7 +21,7 @@ import psycopg
 
 from ybrewind import __version__, sandbox
 from ybrewind import manifest as mf
-from ybrewind.endpoints import PgEndpoint
+from ybrewind.endpoints import PgEndpoint, YcqlEndpoint, is_ycql_url
 from ybrewind.errors import UsageError, YbrewindError
 from ybrewind.progress import Progress, TerminalProgress
 from ybrewind.ysql import compare as ysql_compare
@@ -41,8 +41,9 @@ def _emit(ctx_json: bool, quiet: bool, summary: Any, human: str) -> None:
 def _report(as_json: bool, quiet: bool, data: Any, human: str) -> None:
     """For commands whose output is the answer (status, lists): stdout, JSON or text."""
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(data) if dataclasses.is_dataclass(data) else data, indent=2,
-                              default=str))
+        click.echo(
+            json.dumps(dataclasses.asdict(data) if dataclasses.is_dataclass(data) else data, indent=2, default=str)
+        )
     elif not quiet:
         click.echo(human)
 
@@ -120,11 +121,12 @@ def sandbox_status(directory: str | None, quiet: bool, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["directory", "plain"]),
+    type=click.Choice(["directory", "plain", "csv"]),
     default="directory",
     show_default=True,
-    help="plain: one script on stdout or -f FILE (like pg_dump -Fp).",
+    help="plain: one script on stdout or -f FILE (like pg_dump -Fp); csv: YCQL data for ycqlsh COPY FROM.",
 )
+@click.option("--with-writetime", is_flag=True, help="YCQL: keep each cell's write time and TTL.")
 @click.option("-f", "--file", "out_file", type=click.Path(dir_okay=False), help="With --format plain: write here.")
 @click.option("--compress", type=click.Choice(["none", "zstd"]), default="none", show_default=True)
 @click.option("--inserts", is_flag=True, help="Multi-row INSERT statements instead of COPY.")
@@ -164,10 +166,36 @@ def dump(
     schema_only: bool,
     data_only: bool,
     slice_size: int,
+    with_writetime: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Dump a database into a directory of plain SQL scripts (consistent, parallel)."""
+    """Dump a database (or a ycql:// keyspace) into a directory of plain scripts (parallel)."""
+    if (args and is_ycql_url(args[0])) or fmt == "csv":
+        ysql_only = {"--inserts": inserts, "--dialect": dialect, "--no-owner": no_owner, "--no-privileges": no_privileges,
+                     "-n/--schema": schemas, "-N/--exclude-schema": exclude_schemas, "-f/--file": out_file,
+                     "--format plain": fmt == "plain"}  # fmt: skip
+        if len(args) != 2 or not is_ycql_url(args[0]) or any(ysql_only.values()):
+            bad = ", ".join(k for k, v in ysql_only.items() if v)
+            raise UsageError(
+                f"{bad} not for YCQL" if bad else "usage: ybrewind dump ycql://host[:port]/KEYSPACE OUTDIR"
+            )
+        from ybrewind.ycql import dump as ycql_dump
+
+        ycql_options = ycql_dump.DumpOptions(
+            jobs=jobs, with_writetime=with_writetime, format="csv" if fmt == "csv" else "cql",
+            compress=compress == "zstd", tables=list(tables), exclude_tables=list(exclude_tables),
+            exclude_table_data=list(exclude_table_data), schema_only=schema_only, data_only=data_only,
+        )  # fmt: skip
+        with _progress(quiet) as progress:
+            yresult = ycql_dump.dump(YcqlEndpoint.parse(args[0]), args[1], ycql_options, progress)
+        scan = yresult.scan
+        _emit(as_json, quiet, yresult, f"dumped {yresult.tables} tables, {yresult.rows} rows, "
+              f"{yresult.bytes / 1e6:.1f} MB to {yresult.output} in {yresult.seconds:.2f}s "
+              f"(scanned {scan['scan_started']} .. {scan['scan_finished']})")  # fmt: skip
+        return
+    if with_writetime:
+        raise UsageError("--with-writetime is for ycql:// sources")
     plain = fmt == "plain"
     if plain:
         if len(args) > 1:
@@ -222,7 +250,20 @@ def load(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Load a dump directory, or a plain .sql/.sql.zst script, into TARGET."""
+    """Load a dump directory, or a plain .sql/.cql script, into TARGET (postgresql:// or ycql://)."""
+    if is_ycql_url(target):
+        if single_transaction:
+            raise UsageError("--single-transaction is not available for YCQL targets")
+        from ybrewind.ycql import load as ycql_load
+
+        with _progress(quiet) as progress:
+            yresult = ycql_load.load(
+                dump_path, YcqlEndpoint.parse(target or ""), ycql_load.LoadOptions(jobs, clean, create), progress
+            )
+        ysteps = ", ".join(f"{k} {v:.2f}s" for k, v in yresult.steps.items())
+        _emit(as_json, quiet, yresult, f"loaded {yresult.rows} rows ({yresult.statements} statements) into "
+              f"{yresult.target} in {yresult.seconds:.2f}s" + (f" ({ysteps})" if ysteps else ""))  # fmt: skip
+        return
     options = ysql_load.LoadOptions(jobs, create, clean, not no_analyze, single_transaction)
     with _progress(quiet) as progress:
         result = ysql_load.load(dump_path, PgEndpoint.parse(target), options, progress)
@@ -256,15 +297,26 @@ def verify(dump_path: Path, quiet: bool, as_json: bool) -> None:
 @click.argument("b")
 @click.option("--no-owner", is_flag=True, help="Ignore ownership.")
 @click.option("--no-privileges", is_flag=True, help="Ignore GRANTs.")
+@click.option("--with-writetime", is_flag=True, help="YCQL: compare cell write times too.")
 @common_options
-def compare(a: str, b: str, no_owner: bool, no_privileges: bool, quiet: bool, as_json: bool) -> None:
-    """Compare two databases: schema, and per table row count and content checksum.
+def compare(
+    a: str, b: str, no_owner: bool, no_privileges: bool, with_writetime: bool, quiet: bool, as_json: bool
+) -> None:
+    """Compare two databases (or two ycql:// keyspaces): schema, and per table row count and content checksum.
 
     Exit code 0 when identical, 1 when they differ.
     """
-    result = ysql_compare.compare(
-        PgEndpoint.parse(a), PgEndpoint.parse(b), owners=not no_owner, privileges=not no_privileges
-    )
+    result: Any
+    if is_ycql_url(a) or is_ycql_url(b):
+        if not (is_ycql_url(a) and is_ycql_url(b)):
+            raise UsageError("compare needs two ycql:// endpoints or two PostgreSQL endpoints")
+        from ybrewind.ycql import compare as ycql_compare
+
+        result = ycql_compare.compare(YcqlEndpoint.parse(a), YcqlEndpoint.parse(b), with_writetime=with_writetime)
+    else:
+        result = ysql_compare.compare(
+            PgEndpoint.parse(a), PgEndpoint.parse(b), owners=not no_owner, privileges=not no_privileges
+        )
     if as_json:
         data = dataclasses.asdict(result) | {"identical": result.identical}
         click.echo(json.dumps(data, indent=2))
@@ -454,6 +506,13 @@ def _target_time(to_time: str | None, timezone: str | None) -> int | None:
 @click.option("--timezone", help="Time zone for --to-time values without an offset (e.g. Europe/Paris).")
 @click.option("--list", "list_only", is_flag=True, help="Show the restorable window(s) and base backups.")
 @click.option("-j", "--jobs", type=int, default=2, show_default=True)
+@click.option(
+    "--batch-changes",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Source changes per target transaction (and per resumable step).",
+)
 @repo_options
 @common_options
 def restore_command(
@@ -465,6 +524,7 @@ def restore_command(
     timezone: str | None,
     list_only: bool,
     jobs: int,
+    batch_changes: int,
     endpoint_url: str | None,
     region: str | None,
     profile: str | None,
@@ -500,7 +560,9 @@ def restore_command(
         lsn = str_to_lsn(to_lsn) if to_lsn else None
     except ValueError:
         raise UsageError(f"invalid LSN {to_lsn!r} (expected X/X, e.g. 0/1A2B3C4)") from None
-    options = RestoreOptions(target_us=_target_time(to_time, timezone), target_lsn=lsn, jobs=jobs)
+    options = RestoreOptions(
+        target_us=_target_time(to_time, timezone), target_lsn=lsn, jobs=jobs, batch_changes=batch_changes
+    )
     with _progress(quiet) as progress:
         result = restore(repository, PgEndpoint.parse(target), options, progress)
     _emit(

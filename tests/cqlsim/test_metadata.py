@@ -144,3 +144,33 @@ def test_schema_changes_reach_other_clusters(sim, session: Session, ks: str) -> 
         assert "later" in other.metadata.keyspaces[ks].tables
     finally:
         other.shutdown()
+
+
+def test_index_clustering_order_round_trips_through_desc(session: Session, ks: str) -> None:
+    """CREATE INDEX ... WITH CLUSTERING ORDER BY, as ycqlsh DESC prints it, runs and reads back the same."""
+    session.execute("CREATE TABLE t (k int, c int, a text, b int, PRIMARY KEY (k, c)) "
+                    "WITH transactions = {'enabled': 'true'}")
+    session.execute("CREATE INDEX by_ab ON t (a, b) WITH CLUSTERING ORDER BY (b DESC, k ASC) "
+                    "AND transactions = {'enabled': 'true'}")
+    with pytest.raises(InvalidRequest, match="CLUSTERING ORDER BY"):
+        session.execute("CREATE INDEX bad ON t (a) WITH CLUSTERING ORDER BY (b DESC)")
+    session.cluster.refresh_schema_metadata()
+    index = session.cluster.metadata.keyspaces[ks].tables["t"].indexes["by_ab"]
+    assert [(c.name, c.is_reversed) for c in index.clustering_key] == [("b", True), ("k", False), ("c", False)]
+    text = index.as_cql_query()
+    assert "WITH CLUSTERING ORDER BY (b DESC, k ASC, c ASC)" in text
+    session.execute("DROP INDEX by_ab")
+    session.execute(text)  # DESC output is runnable
+    session.cluster.refresh_schema_metadata()
+    again = session.cluster.metadata.keyspaces[ks].tables["t"].indexes["by_ab"]
+    assert again.as_cql_query() == text
+
+
+def test_system_schema_reflects_each_change_immediately(session: Session, ks: str) -> None:
+    """System tables are cached per schema version: every change must invalidate them."""
+    query = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s"
+    before = {r.table_name for r in session.execute(query, [ks])}
+    session.execute("CREATE TABLE cache_probe (k int PRIMARY KEY)")
+    assert {r.table_name for r in session.execute(query, [ks])} == before | {"cache_probe"}
+    session.execute("DROP TABLE cache_probe")
+    assert {r.table_name for r in session.execute(query, [ks])} == before

@@ -163,3 +163,15 @@ def test_quoted_identifiers_and_case(session: Session, ks: str) -> None:
     assert tuple(row) == (1, "x", 2)
     with pytest.raises(InvalidRequest, match="unconfigured table mixedcase"):
         session.execute("SELECT * FROM MixedCase")
+
+
+def test_null_fields_in_tuple_and_udt_literals(session: Session, ks: str) -> None:
+    """Tuple and UDT fields may be null in literals (collection elements may not)."""
+    session.execute("CREATE TYPE pt (x int, \"Y y\" text)")
+    session.execute("CREATE TABLE nf (k int PRIMARY KEY, p frozen<pt>, t tuple<int, text>, l frozen<list<int>>)")
+    session.execute("INSERT INTO nf (k, p, t) VALUES (1, {x: null, \"Y y\": 'a'}, (null, 'b'))")
+    row = session.execute("SELECT p, t FROM nf WHERE k = 1").one()
+    assert row.p.x is None and getattr(row.p, "Y y", None) in ("a", None)
+    assert tuple(row.t) == (None, "b")
+    with pytest.raises(InvalidRequest, match="null"):
+        session.execute("INSERT INTO nf (k, l) VALUES (2, [1, null])")

@@ -177,6 +177,15 @@ def test_clone_as_of(pg: PgServer, archived: tuple[Repository, list, str]) -> No
         pg.drop_database(new_db)
 
 
+def replay_position(pg: PgServer, db: str) -> int | None:
+    """The restore's committed replay position, read from its progress table in the target."""
+    with pg.connect(db) as conn:
+        if conn.execute("SELECT to_regclass('_ybrewind_restore.progress')").fetchone()[0] is None:
+            return None
+        row = conn.execute("SELECT applied_lsn FROM _ybrewind_restore.progress WHERE state = 'replaying'").fetchone()
+        return int(row[0]) if row else None
+
+
 def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) -> None:
     repo_dir = tmp_path / "repo"
     repo = Repository.open(str(repo_dir))
@@ -193,17 +202,32 @@ def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) ->
     with pg.connect(db) as conn:
         conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
     target = pg.create_database("resumed")
-    argv = [sys.executable, "-m", "ybrewind.cli", "restore", "-q", str(repo_dir), pg.url(target), "--latest"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ybrewind.cli",
+        "restore",
+        "-q",
+        str(repo_dir),
+        pg.url(target),
+        "--latest",
+        "--batch-changes",
+        "100",
+    ]
     try:
-        killed = 0
-        for delay in (0.6, 1.0, 1.4):
+        # Kill it after it has committed a few replay batches (progress is visible in the target).
+        for batches in (3, 8):
             proc = subprocess.Popen(argv)
-            time.sleep(delay)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
+            seen: set[int] = set()
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline and len(seen) <= batches:
+                applied = replay_position(pg, target)
+                if applied is not None:
+                    seen.add(applied)
+                time.sleep(0.01)
+            assert proc.poll() is None, "the restore finished before it could be killed"
+            proc.send_signal(signal.SIGKILL)
             proc.wait()
-        assert killed >= 1, "the restore finished before it could be killed"
         assert subprocess.run(argv).returncode == 0
         assert restored_state(pg, target) == expected
         with pg.connect(target) as conn:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import re
 import struct
 import tempfile
 import threading
@@ -57,7 +56,6 @@ MIN_TOKEN = -(2**63)
 MAX_TOKEN = 2**63 - 1
 SPOOL_BYTES = 8 << 20
 TRAILER = "-- ybrewind: end of data: rows={rows} statements={statements}\n"
-TRAILER_RE = re.compile(r"-- ybrewind: end of data: rows=(\d+) statements=(\d+)\s*\Z")
 Format = Literal["cql", "csv"]
 
 
@@ -266,8 +264,13 @@ class TableEncoder:
                 count += 1
                 continue
             for wt, ttl, cols, lits in groups:
-                out.append(self._prefix(key_cols + tuple(cols)) + ", ".join(key_lits + lits) + ")"
-                           + self._using(wt, ttl) + ";\n")
+                out.append(
+                    self._prefix(key_cols + tuple(cols))
+                    + ", ".join(key_lits + lits)
+                    + ")"
+                    + self._using(wt, ttl)
+                    + ";\n"
+                )
                 count += 1
         return count
 
@@ -277,8 +280,13 @@ class TableEncoder:
             return self._counter_update(row, self.static, key_cols, self.pk_literals, out)
         count = 0
         for wt, ttl, cols, lits in self._groups(row, self.static):
-            out.append(self._prefix(key_cols + tuple(cols)) + ", ".join(self.pk_literals + lits) + ")"
-                       + self._using(wt, ttl) + ";\n")
+            out.append(
+                self._prefix(key_cols + tuple(cols))
+                + ", ".join(self.pk_literals + lits)
+                + ")"
+                + self._using(wt, ttl)
+                + ";\n"
+            )
             count += 1
         return count
 
@@ -571,8 +579,10 @@ class Dumper:
                 if p.output is None:
                     name = f"data/{safe_filename(p.number, model.name, p.table.name)}{suffix}"
                     encoder = self._encoder(model, p)
-                    header = encoder.csv_header() if self.opt.format == "csv" else (
-                        f"-- ybrewind data: {quote_ident(model.name)}.{quote_ident(p.table.name)}\n"
+                    header = (
+                        encoder.csv_header()
+                        if self.opt.format == "csv"
+                        else (f"-- ybrewind data: {quote_ident(model.name)}.{quote_ident(p.table.name)}\n")
                     )
                     p.output = TableOutput(outdir / name, name, p.table.name, self.opt.compress, len(p.ranges), header)
                     p.output.started = _now()

@@ -19,7 +19,7 @@ boolean                ``bool``                  ``true`` / ``false``
 blob                   ``bytes``                 ``0xcafe`` (``0x`` when empty)
 uuid, timeuuid         ``uuid.UUID``             ``6ba7b810-9dad-11d1-80b4-00c04fd430c8``
 timestamp              ``int`` ms since epoch    ``'2024-02-29 12:00:00.123+0000'`` (integer
-                                                 ms outside years 1..9999)
+                                                 ms outside years 1600..9999)
 date                   ``int`` days since epoch  ``'2024-02-29'`` (``'<unsigned days>'`` outside)
 time                   ``int`` ns since midnight ``'12:00:00.000000001'``
 duration               ``(months, days, ns)``    ``1mo2d3h4m5s6ms7us8ns``, ``-3d``
@@ -63,9 +63,11 @@ COLLECTIONS = ("list", "set", "map")
 TEXT_TYPES = ("text", "ascii", "jsonb")
 _INT_FORMATS = {"tinyint": ">b", "smallint": ">h", "int": ">i", "bigint": ">q", "counter": ">q"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_DATETIME_MS = -62135596800000  # 0001-01-01T00:00:00Z
+# Text forms only between 1600 and 9999: before the Gregorian reform Java's parsers may read dates
+# in the Julian calendar, and years outside 4 digits do not parse; integers are exact everywhere.
+_MIN_DATETIME_MS = -11676096000000  # 1600-01-01T00:00:00Z
 _MAX_DATETIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
-_MIN_DATE_DAYS = (date(1, 1, 1) - date(1970, 1, 1)).days
+_MIN_DATE_DAYS = (date(1600, 1, 1) - date(1970, 1, 1)).days
 _MAX_DATE_DAYS = (date(9999, 12, 31) - date(1970, 1, 1)).days
 NANOS_PER_DAY = 86_400_000_000_000
 
@@ -377,21 +379,24 @@ def float_text(v: float, single: bool) -> str:
     if not single:
         return repr(v)
     packed = struct.pack(">f", v)
-    for digits in range(6, 10):
+    for digits in range(1, 10):
         text = f"{v:.{digits}g}"
-        if struct.pack(">f", float(text)) == packed:
-            break
+        try:
+            if struct.pack(">f", float(text)) == packed:
+                break
+        except OverflowError:  # rounded up past the largest float
+            continue
     if "e" not in text and "." not in text and "n" not in text:
         text += ".0"
     return text
 
 
 def timestamp_text(ms: int) -> str:
-    """'YYYY-MM-DD HH:MM:SS.mmm+0000' (UTC); integer milliseconds outside years 1..9999."""
+    """'YYYY-MM-DD HH:MM:SS.mmm+0000' (UTC); integer milliseconds outside years 1600..9999."""
     if not _MIN_DATETIME_MS <= ms <= _MAX_DATETIME_MS:
         return str(ms)
     dt = _EPOCH + timedelta(milliseconds=ms)
-    return f"{dt:%Y-%m-%d %H:%M:%S}.{dt.microsecond // 1000:03d}+0000"
+    return f"{dt.year:04d}-{dt:%m-%d %H:%M:%S}.{dt.microsecond // 1000:03d}+0000"
 
 
 def date_text(days: int) -> str:
@@ -513,6 +518,7 @@ TOKEN_RE = re.compile(
   | (?P<int>\d+)
   | (?P<ident>[a-zA-Z_][a-zA-Z0-9_]*)
   | (?P<op><=|>=|!=|[(),;.=<>+\-*/\[\]{}:?])
+  | (?P<other>.)
     """,
     re.VERBOSE | re.DOTALL | re.IGNORECASE,
 )
@@ -520,7 +526,7 @@ TOKEN_RE = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    kind: str  # string, qident, hex, uuid, duration, float, int, ident, op
+    kind: str  # string, qident, hex, uuid, duration, float, int, ident, op, other
     text: str
     start: int
 
@@ -538,14 +544,14 @@ class Token:
 
 
 def tokenize(text: str) -> list[Token]:
-    """CQL tokens of ``text`` (whitespace and comments dropped); LiteralError on a stray character."""
+    """CQL tokens of ``text`` (whitespace and comments dropped); stray characters are ``other`` tokens."""
     tokens: list[Token] = []
     pos = 0
     n = len(text)
     match = TOKEN_RE.match
     while pos < n:
         m = match(text, pos)
-        if m is None:
+        if m is None:  # an unterminated string or identifier
             raise LiteralError(f"unexpected character {text[pos]!r}")
         kind = m.lastgroup or ""
         if kind != "ws":

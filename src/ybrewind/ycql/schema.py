@@ -217,7 +217,7 @@ def _table_def(table: TableMetadata, warnings: list[str]) -> TableDef:
 def from_metadata(ks: KeyspaceMetadata) -> KeyspaceDef:
     """The model of a keyspace, with warnings for what the dump does not carry."""
     warnings: list[str] = []
-    tables = [_table_def(ks.tables[name], warnings) for name in sorted(ks.tables)]
+    tables = [_table_def(t, warnings) for t in ks.tables.values()]  # server order, as DESC prints them
     if ks.functions:
         warnings.append(f"user-defined functions are not dumped: {', '.join(sorted(ks.functions))}")
     if ks.aggregates:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ybrewind.errors import DumpIntegrityError, ScriptError
 from ybrewind.files import CHUNK, open_binary
-from ybrewind.ycql.literals import Token
+from ybrewind.ycql.literals import Token, tokenize
 
 SHELL_COMMANDS = frozenset(
     {"SOURCE", "CONSISTENCY", "SERIAL", "COPY", "DESCRIBE", "DESC", "CAPTURE", "TRACING", "EXPAND", "PAGING",
@@ -53,17 +53,33 @@ _LEX = re.compile(
     re.VERBOSE | re.DOTALL | re.IGNORECASE,
 )
 _OPENERS = {"'": "string", '"': "quoted identifier", "$$": "$$ string", "/*": "comment"}
+# The fast path: whitespace and comments before a statement, then a whole statement up to its ';'
+# (strings, identifiers and comments may hide ';'), matched at C speed. BATCH blocks, shell commands,
+# unterminated constructs and statements cut by a chunk boundary take the token-by-token path.
+# Possessive quantifiers: no backtracking, so a statement without ';' fails in linear time.
+_LEADING = re.compile(r"(?:\s++|--[^\n]*+|//[^\n]*+|/\*.*?\*/)*+", re.DOTALL)
+_STATEMENT = re.compile(
+    r"""(?:[^;'"$/\-]++|'(?:[^']|'')*+'|"(?:[^"]|"")*+"|\$\$.*?\$\$|--[^\n]*+|//[^\n]*+|/\*.*?\*/|/(?![*/])|-(?!-)|\$(?!\$))*+;""",
+    re.DOTALL,
+)
+_FIRST_WORD = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass
 class Statement:
-    """One statement (without its final ``;``), where it starts, and its tokens."""
+    """One statement (without its final ``;``), where it starts, and its tokens (made when first asked)."""
 
     sql: str
     file: str
     line: int
-    tokens: list[Token] = field(default_factory=list, repr=False)
+    _tokens: list[Token] | None = field(default=None, repr=False)
     shell: bool = False  # a cqlsh shell command
+
+    @property
+    def tokens(self) -> list[Token]:
+        if self._tokens is None:
+            self._tokens = tokenize(self.sql)
+        return self._tokens
 
     @property
     def keyword(self) -> str:
@@ -124,6 +140,25 @@ def iter_statements(chunks: Iterable[str], file: str) -> Iterator[Statement]:
         return stmt
 
     while True:
+        if not tokens and not pending and pos < len(buf):
+            lead = _LEADING.match(buf, pos)
+            start = lead.end() if lead else pos
+            whole = _STATEMENT.match(buf, start) if start < len(buf) else None
+            if whole is not None:
+                word = _FIRST_WORD.match(buf, start)
+                head = word.group().upper() if word else ""
+                if head != "BEGIN" and head not in SHELL_COMMANDS:
+                    line += buf.count("\n", pos, start)
+                    text = buf[start : whole.end() - 1]
+                    body = text.rstrip()
+                    trailing = _trailing_comment_start(body)
+                    if trailing is not None:
+                        body = body[:trailing].rstrip()
+                    if body:
+                        yield Statement(body, file, line)
+                    line += text.count("\n")
+                    pos = whole.end()
+                    continue
         m = _LEX.match(buf, pos) if pos < len(buf) else None
         if m is None or (not eof and (m.end() == len(buf) or m.lastgroup == "open")):
             if not eof:
@@ -208,3 +243,14 @@ def _source_target(stmt: Statement) -> str:
     if len(args) != 1 or args[0].kind != "string":
         raise ScriptError(f"{stmt.file}:{stmt.line}: SOURCE needs one quoted file name")
     return args[0].value()
+
+
+def _trailing_comment_start(text: str) -> int | None:
+    """Where comments at the end of a statement start (they are not part of it), or None."""
+    if "--" not in text and "//" not in text and "*/" not in text:
+        return None
+    tokens_end = 0
+    for m in _LEX.finditer(text):
+        if m.lastgroup not in ("ws", "nl"):
+            tokens_end = m.end()
+    return tokens_end if tokens_end < len(text) else None

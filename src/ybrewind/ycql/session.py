@@ -119,7 +119,13 @@ def is_transient(error: BaseException) -> bool:
     """Worth retrying: timeouts, unavailable replicas, lost connections."""
     return isinstance(
         error,
-        OperationTimedOut | ReadTimeout | WriteTimeout | Unavailable | ReadFailure | WriteFailure | NoHostAvailable
+        OperationTimedOut
+        | ReadTimeout
+        | WriteTimeout
+        | Unavailable
+        | ReadFailure
+        | WriteFailure
+        | NoHostAvailable
         | ConnectionException,
     )
 
@@ -152,8 +158,10 @@ def _no_host_reason(error: NoHostAvailable) -> str:
                 reason += " (set the user in the URL or YCQL_USER, and YCQL_PASSWORD)"
         elif isinstance(err, OSError) or "Last error:" in str(err):
             text = str(err)
-            reason = text.rsplit("Last error:", 1)[-1].strip() if "Last error:" in text else (
-                err.strerror or text if isinstance(err, OSError) else text
+            reason = (
+                text.rsplit("Last error:", 1)[-1].strip()
+                if "Last error:" in text
+                else (err.strerror or text if isinstance(err, OSError) else text)
             )
         elif isinstance(err, OperationTimedOut):
             reason = "timed out"
@@ -282,7 +290,7 @@ def connect(endpoint: YcqlEndpoint) -> CqlConnection:
 
 def _detect(conn: CqlConnection) -> ServerInfo:
     rows = conn.query("SELECT release_version, cluster_name, partitioner FROM system.local", [TEXT, TEXT, TEXT])
-    release, cluster_name, partitioner = (rows[0] if rows else ["", "", ""])
+    release, cluster_name, partitioner = rows[0] if rows else ["", "", ""]
     flavor = YUGABYTE
     try:
         conn.session.execute("SELECT keyspace_name FROM system.partitions LIMIT 1")

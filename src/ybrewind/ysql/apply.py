@@ -36,6 +36,10 @@ class Relation:
     columns: list[str]
     keys: list[str]
     full_identity: bool
+    key_index: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.key_index = tuple(i for i, c in enumerate(self.columns) if c in self.keys)
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Relation:
@@ -46,10 +50,6 @@ class Relation:
     @property
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
-
-    @property
-    def key_index(self) -> list[int]:
-        return [i for i, c in enumerate(self.columns) if c in self.keys]
 
 
 class Applier:
@@ -182,7 +182,8 @@ class NetBatch:
         self.keyed: dict[int, dict[tuple[Any, ...], list[Any] | _Partial | None]] = {}
         self.preexisting: dict[int, set[tuple[Any, ...]]] = {}  # keys that may exist at batch start
         self.ordered: dict[int, list[list[Any]]] = {}
-        self._temp_tables: dict[int, sql.Identifier] = {}
+        self._temp_tables: dict[tuple[int, str], sql.Identifier] = {}
+        self._in_place: dict[int, bool] = {}
 
     @property
     def relations(self) -> dict[int, Relation]:
@@ -255,26 +256,86 @@ class NetBatch:
     def _flush_keyed(
         self, rel: Relation, relid: int, rows: dict[tuple[Any, ...], Any], preexisting: set[tuple[Any, ...]]
     ) -> None:
-        stale = [k for k, image in rows.items() if k in preexisting and not isinstance(image, _Partial)]
-        if stale:
-            temp = self._temp_table(rel, relid)
-            with self.conn.cursor() as cur:
-                with cur.copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
-                    for key in stale:
-                        copy.write_row(key)
-                match = sql.SQL(" AND ").join(
-                    sql.SQL("t.{c} = k.{c}").format(c=sql.Identifier(rel.columns[i])) for i in rel.key_index
-                )
-                cur.execute(sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(rel.ident, temp, match))
-                cur.execute(sql.SQL("TRUNCATE {}").format(temp))
-        images = [image for image in rows.values() if isinstance(image, list)]
-        if images:
-            self._copy_in(rel, images)
-        partials = [image.values for image in rows.values() if isinstance(image, _Partial)]
+        in_place = self._updatable_in_place(rel, relid)
+        gone: list[tuple[Any, ...]] = []  # rows of batch start to remove
+        rewritten: list[list[Any]] = []  # rows of batch start with a whole new image
+        fresh: list[list[Any]] = []  # rows that did not exist at batch start
+        partials: list[list[Any]] = []
+        for key, image in rows.items():
+            if isinstance(image, _Partial):
+                partials.append(image.values)
+            elif key not in preexisting:
+                if image is not _DELETED:
+                    fresh.append(image)
+            elif image is _DELETED:
+                gone.append(key)
+            elif in_place:
+                rewritten.append(image)
+            else:
+                gone.append(key)
+                fresh.append(image)
+        if gone:
+            self._delete_keys(rel, relid, gone)
+        if rewritten:
+            self._update_from(rel, relid, rewritten)
+        if fresh:
+            self._copy_in(rel, fresh)
         if partials:
             with self.conn.pipeline():
                 for values in partials:
                     self.applier.apply(["U", relid, None, values])
+
+    def _updatable_in_place(self, rel: Relation, relid: int) -> bool:
+        """Whether one UPDATE ... FROM may rewrite rows: only when the key is the table's sole
+        uniqueness (another unique or exclusion constraint could be violated halfway through a
+        set-wise update, which delete-then-insert never does) and no non-key column is an identity
+        GENERATED ALWAYS (which UPDATE may not assign)."""
+        cached = self._in_place.get(relid)
+        if cached is None:
+            row = self.conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %(t)s::regclass "
+                "AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(t)s::regclass AND a.attnum > 0 "
+                "AND a.attidentity = 'a' AND NOT a.attname = ANY(%(keys)s))",
+                {"t": rel.ident.as_string(self.conn), "keys": list(rel.keys)},
+            ).fetchone()
+            cached = self._in_place[relid] = bool(row and row[0])
+        return cached
+
+    def _delete_keys(self, rel: Relation, relid: int, keys: list[tuple[Any, ...]]) -> None:
+        temp = self._temp_table(rel, relid, "keys", [rel.columns[i] for i in rel.key_index])
+        with self.conn.cursor() as cur:
+            with cur.copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
+                for key in keys:
+                    copy.write_row(key)
+            cur.execute(
+                sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(rel.ident, temp, self._match(rel, "k"))
+            )
+            cur.execute(sql.SQL("TRUNCATE {}").format(temp))
+
+    def _update_from(self, rel: Relation, relid: int, images: list[list[Any]]) -> None:
+        others = [c for i, c in enumerate(rel.columns) if i not in rel.key_index]
+        if not others:
+            return  # nothing but the key, which is unchanged
+        temp = self._temp_table(rel, relid, "rows", rel.columns)
+        with self.conn.cursor() as cur:
+            with cur.copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
+                for image in images:
+                    copy.write_row(image)
+            assignment = sql.SQL(", ").join(sql.SQL("{c} = r.{c}").format(c=sql.Identifier(c)) for c in others)
+            cur.execute(
+                sql.SQL("UPDATE {} AS t SET {} FROM {} AS r WHERE {}").format(
+                    rel.ident, assignment, temp, self._match(rel, "r")
+                )
+            )
+            cur.execute(sql.SQL("TRUNCATE {}").format(temp))
+
+    @staticmethod
+    def _match(rel: Relation, alias: str) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("t.{c} = {a}.{c}").format(c=sql.Identifier(rel.columns[i]), a=sql.Identifier(alias))
+            for i in rel.key_index
+        )
 
     def _flush_ordered(self, rel: Relation, changes: list[list[Any]]) -> None:
         run: list[list[Any]] = []
@@ -297,20 +358,21 @@ class NetBatch:
             for row in rows:
                 copy.write_row(row)
 
-    def _temp_table(self, rel: Relation, relid: int) -> sql.Identifier:
-        temp = self._temp_tables.get(relid)
+    def _temp_table(self, rel: Relation, relid: int, purpose: str, columns: list[str]) -> sql.Identifier:
+        """A temp table shaped like some of ``rel``'s columns (types copied from the target table)."""
+        temp = self._temp_tables.get((relid, purpose))
         if temp is None:
-            temp = sql.Identifier(f"_ybrewind_keys_{relid}")
-            keys = sql.SQL(", ").join(sql.Identifier(rel.columns[i]) for i in rel.key_index)
+            temp = sql.Identifier(f"_ybrewind_{purpose}_{relid}")
+            cols = sql.SQL(", ").join(map(sql.Identifier, columns))
             self.conn.execute(
                 sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
-                    temp, keys, rel.ident
+                    temp, cols, rel.ident
                 )
             )
-            self._temp_tables[relid] = temp
+            self._temp_tables[(relid, purpose)] = temp
         return temp
 
     def _drop_temp_tables(self) -> None:
         for temp in self._temp_tables.values():
             self.conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(temp))
-        self._temp_tables = {}
+        self._temp_tables, self._in_place = {}, {}

@@ -477,6 +477,7 @@ class Archiver:
                 "last_commit_us": self.last_commit_us,
                 "retained_wal_bytes": retained,
                 "segments_this_run": self.result.segments,
+                "pending_transactions": len(self.pending) + (self.open is not None),
             }
         )
 

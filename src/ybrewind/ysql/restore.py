@@ -74,6 +74,7 @@ class Restorer:
         self.target = target
         self.opt = options
         self.progress = progress or Progress()
+        self.sequence_sample: dict[tuple[str, str], int] = {}
 
     def run(self) -> RestoreResult:
         started = time.monotonic()
@@ -94,11 +95,13 @@ class Restorer:
                 assert state is not None
             else:
                 result.resumed = True
+            finishing = state["state"] == "finishing"  # killed after the replay: only the last steps remain
+            if not finishing:
+                step = time.monotonic()
+                self._replay(conn, plan, int(state["applied_lsn"]), result)
+                result.steps["replay"] = round(time.monotonic() - step, 3)
             step = time.monotonic()
-            self._replay(conn, plan, int(state["applied_lsn"]), result)
-            result.steps["replay"] = round(time.monotonic() - step, 3)
-            step = time.monotonic()
-            self._finish(conn, plan)
+            self._finish(conn, sequences_done=finishing)
             result.steps["finish"] = round(time.monotonic() - step, 3)
         result.seconds = round(time.monotonic() - started, 3)
         return result
@@ -163,7 +166,12 @@ class Restorer:
 
     # -- replay ------------------------------------------------------------------------------------------
     def _transactions(self, plan: pitr.RestorePlan, applier: Applier) -> Iterator[tuple[fmt.Transaction, bool]]:
-        """(transaction, replay?) in commit order up to the target; relation shapes tracked on the way."""
+        """(transaction, replay?) in commit order up to the target; relation shapes tracked on the way.
+
+        Also keeps the sequence sample of the last segment wholly before the target (samples are
+        taken when a segment closes, right after its last commit).
+        """
+        self.sequence_sample = {}
         for info in plan.segments:
             segment = self.repo.read_segment(info)
             for relid, rec in segment.relations.items():
@@ -173,6 +181,8 @@ class Restorer:
                 if decision is None:
                     return
                 yield tx, decision
+            if segment.sequences:
+                self.sequence_sample = {(s, n): v for s, n, v in segment.sequences["sequences"] if v is not None}
 
     def _replay(
         self, conn: psycopg.Connection, plan: pitr.RestorePlan, applied_lsn: int, result: RestoreResult
@@ -180,6 +190,7 @@ class Restorer:
         """Replay in batches: each batch is one target transaction, sent as one pipeline."""
         _prepare_session(conn)
         applier = Applier(conn)
+        net = NetBatch(applier)  # one per session: its temp tables live as long as the connection
         total = sum(s.transactions for s in plan.segments)
         bar = self.progress.task("replay", total or None, unit="transactions")
         batch: list[fmt.Transaction] = []
@@ -197,10 +208,10 @@ class Restorer:
                 batch.append(tx)
                 size += len(tx.changes)
                 if size >= self.opt.batch_changes:
-                    last = self._apply_batch(conn, applier, batch, result)
+                    last = self._apply_batch(conn, net, batch, result)
                     batch, size = [], 0
             if batch:
-                last = self._apply_batch(conn, applier, batch, result)
+                last = self._apply_batch(conn, net, batch, result)
         except psycopg.Error as e:
             if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
@@ -211,11 +222,10 @@ class Restorer:
             result.last_lsn = f"{last.commit_lsn:X}"
 
     def _apply_batch(
-        self, conn: psycopg.Connection, applier: Applier, batch: list[fmt.Transaction], result: RestoreResult
+        self, conn: psycopg.Connection, net: NetBatch, batch: list[fmt.Transaction], result: RestoreResult
     ) -> fmt.Transaction:
         """Source transactions in order, plus the progress record, in one target transaction."""
         tail = batch[-1]
-        net = NetBatch(applier)
         with conn.transaction():
             for tx in batch:
                 for change in tx.changes:
@@ -230,8 +240,17 @@ class Restorer:
         return tail
 
     # -- sequences, cleanup ------------------------------------------------------------------------------
-    def _finish(self, conn: psycopg.Connection, plan: pitr.RestorePlan) -> None:
-        samples = self._sequence_samples(plan)
+    def _finish(self, conn: psycopg.Connection, sequences_done: bool) -> None:
+        """Sequences (with the progress state, atomically), ANALYZE, then drop the progress schema:
+        its disappearance is what marks the restore complete."""
+        if not sequences_done:
+            self._set_sequences(conn)
+        if self.opt.analyze:
+            conn.execute("ANALYZE")
+        conn.execute(f"DROP SCHEMA {PROGRESS_SCHEMA} CASCADE")
+
+    def _set_sequences(self, conn: psycopg.Connection) -> None:
+        samples = self.sequence_sample
         with conn.transaction():
             rows = conn.execute(
                 "SELECT s.schemaname, s.sequencename, s.last_value, "
@@ -258,22 +277,7 @@ class Restorer:
                         value = used
                 if value is not None:
                     conn.execute("SELECT setval(%s, %s, true)", [sql.Identifier(schema, name).as_string(conn), value])
-            conn.execute(f"DROP SCHEMA {PROGRESS_SCHEMA} CASCADE")
-        if self.opt.analyze:
-            conn.execute("ANALYZE")
-
-    def _sequence_samples(self, plan: pitr.RestorePlan) -> dict[tuple[str, str], int]:
-        """The newest sequence sample taken at or before the target (samples close each segment)."""
-        chosen: dict[tuple[str, str], int] = {}
-        for info in plan.segments:
-            if plan.target_us is not None and info.last_commit_us > plan.target_us:
-                break
-            if plan.target_lsn is not None and info.last_lsn > plan.target_lsn:
-                break
-            seg = self.repo.read_segment(info)
-            if seg.sequences:
-                chosen = {(s, n): v for s, n, v in seg.sequences["sequences"] if v is not None}
-        return chosen
+            conn.execute(f"UPDATE {PROGRESS_SCHEMA}.progress SET state = 'finishing'")
 
 
 def _plan_key(plan: pitr.RestorePlan) -> str:

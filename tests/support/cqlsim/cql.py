@@ -230,6 +230,7 @@ class CreateIndex:
     include: list[str]
     where: str | None
     options: dict[str, OptionValue]
+    clustering_order: dict[str, str] = field(default_factory=dict)  # WITH CLUSTERING ORDER BY (c DESC, ...)
 
 
 @dataclass
@@ -537,17 +538,7 @@ class _Parser:
         if self.accept_kw("WITH"):
             while True:
                 if self.accept_kw("CLUSTERING", "ORDER", "BY"):
-                    self.expect_op("(")
-                    while True:
-                        col = self.ident()
-                        if self.accept_kw("DESC"):
-                            order[col] = "desc"
-                        else:
-                            self.accept_kw("ASC")
-                            order[col] = "asc"
-                        if not self.accept_op(","):
-                            break
-                    self.expect_op(")")
+                    order.update(self.clustering_order_list())
                 elif self.accept_kw("COMPACT", "STORAGE"):
                     raise unsupported("WITH COMPACT STORAGE")
                 else:
@@ -587,10 +578,34 @@ class _Parser:
                 self.next()
             where = self.text[start : self.peek().start].strip()
         options: dict[str, OptionValue] = {}
+        order: dict[str, str] = {}
         if self.accept_kw("WITH"):
-            options = self.with_options()
+            while True:
+                if self.accept_kw("CLUSTERING", "ORDER", "BY"):
+                    order.update(self.clustering_order_list())
+                else:
+                    key, value = self.option()
+                    options[key] = value
+                if not self.accept_kw("AND"):
+                    break
         return CreateIndex(ks, name, table, if_not_exists, unique, hash_columns, range_columns, include, where,
-                           options)
+                           options, order)
+
+    def clustering_order_list(self) -> dict[str, str]:
+        """``(col [ASC|DESC], ...)`` after CLUSTERING ORDER BY."""
+        order: dict[str, str] = {}
+        self.expect_op("(")
+        while True:
+            col = self.ident()
+            if self.accept_kw("DESC"):
+                order[col] = "desc"
+            else:
+                self.accept_kw("ASC")
+                order[col] = "asc"
+            if not self.accept_op(","):
+                break
+        self.expect_op(")")
+        return order
 
     def _index_target(self) -> str:
         if self.peek(1).kind == "op" and self.peek(1).text == "(":

@@ -409,15 +409,19 @@ def collect_markers(t: CqlType, term: Any, name: str, out: dict[int, tuple[str, 
                 collect_markers(t.params[1], value, name, out)
 
 
-def literal_value(t: CqlType, term: Term, bound: Callable[[int], Any], nested: bool = False) -> Any:
-    """Convert a parsed term to the internal value of type ``t`` (``bound(i)`` gives marker values)."""
+def literal_value(t: CqlType, term: Term, bound: Callable[[int], Any], nested: bool = False,
+                  field: bool = False) -> Any:
+    """Convert a parsed term to the internal value of type ``t`` (``bound(i)`` gives marker values).
+
+    ``nested``: inside a collection, tuple or UDT; ``field``: a tuple or UDT field, which may be null.
+    """
     if isinstance(term, Marker):
         value = bound(term.index)
         if nested and value is UNSET:
             raise invalid("Invalid unset value inside a collection, tuple or UDT")
         return value
     if isinstance(term, Literal) and term.kind == "null":
-        if nested and t.kind not in ("tuple", "udt"):
+        if nested and not field:
             raise invalid("null is not supported inside collections")
         return None
     k = t.kind
@@ -448,7 +452,8 @@ def _composite_literal(t: CqlType, term: Term, bound: Callable[[int], Any]) -> A
     if k == "tuple" and isinstance(term, TupleLit):
         if len(term.items) > len(t.params):
             raise invalid(f"Too many values for {t.cql()}")
-        values = [literal_value(p, i, bound, nested=True) for p, i in zip(t.params, term.items, strict=False)]
+        values = [literal_value(p, i, bound, nested=True, field=True)
+                  for p, i in zip(t.params, term.items, strict=False)]
         return tuple(values + [None] * (len(t.params) - len(values)))
     if k == "udt" and isinstance(term, MapLit):
         values = [None] * len(t.fields)
@@ -457,7 +462,7 @@ def _composite_literal(t: CqlType, term: Term, bound: Callable[[int], Any]) -> A
             if fname not in t.fields:
                 raise invalid(f"Unknown field {key} in value of user-defined type {t.name}")
             idx = t.fields.index(fname)
-            values[idx] = literal_value(t.params[idx], item, bound, nested=True)
+            values[idx] = literal_value(t.params[idx], item, bound, nested=True, field=True)
         return tuple(values)
     raise invalid(f"Invalid {type(term).__name__} literal for type {t.cql()}")
 

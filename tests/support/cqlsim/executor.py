@@ -415,7 +415,8 @@ class Executor:
             raise already_exists("index", ks.name, name)
         for col in columns + stmt.include:
             table.column(col)
-        if self.cassandra and (stmt.unique or stmt.include or stmt.where or len(columns) > 1 or stmt.options):
+        if self.cassandra and (stmt.unique or stmt.include or stmt.where or len(columns) > 1 or stmt.options
+                               or stmt.clustering_order):
             raise CqlError(SYNTAX_ERROR, "cqlsim (Cassandra mode) supports only CREATE INDEX [name] ON t (column)")
         transactions = dict(table.options.get("transactions") or {"enabled": "false"})
         tablets = None
@@ -432,8 +433,15 @@ class Executor:
             if not table_txn and not user_enforced:
                 raise invalid("Invalid Table Definition. Transactions must be enabled in the indexed table "
                               "(or use WITH transactions = {'enabled': 'false', 'consistency_level': 'user_enforced'})")
+        # CLUSTERING ORDER BY may name the index's range columns and the table's primary key columns that
+        # YugabyteDB appends to the index key (ycqlsh DESC prints both).
+        orderable = stmt.range_columns + [c.name for c in table.columns.values()
+                                          if c.is_key and c.name not in columns]
+        for col in stmt.clustering_order:
+            if col not in orderable:
+                raise invalid(f"Invalid CLUSTERING ORDER BY column {col}: not a clustering column of index {name}")
         table.indexes[name] = Index(name, table.name, stmt.hash_columns, stmt.range_columns, stmt.include,
-                                    stmt.where, stmt.unique, transactions, tablets)
+                                    stmt.where, stmt.unique, transactions, tablets, dict(stmt.clustering_order))
         return self._changed("UPDATED", "TABLE", ks.name, table.name)
 
     def _drop(self, stmt: cql.Drop, session: ClientState) -> Result:
@@ -783,8 +791,12 @@ class Executor:
     def _read_table(self, stmt: cql.Select, session: ClientState) -> Table:
         table = self.table(stmt.keyspace, stmt.table, session)
         if self.catalog.keyspaces[table.keyspace].system:
-            ctx = SystemContext(self.catalog, self.cassandra, session.address, session.port)
-            table = materialize(table, ctx)
+            key = (table.keyspace, table.name, session.address, session.port)
+            cached = self.catalog.system_cache.get(key)
+            if cached is None:
+                ctx = SystemContext(self.catalog, self.cassandra, session.address, session.port)
+                cached = self.catalog.system_cache[key] = materialize(table, ctx)
+            table = cached
         return table
 
     def _selection(self, table: Table, stmt: cql.Select) -> list[tuple[str, CqlType, Getter]]:

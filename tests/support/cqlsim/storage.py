@@ -177,6 +177,7 @@ class Index:
     unique: bool
     transactions: dict[str, str]
     tablets: int | None = None
+    order: dict[str, str] = field(default_factory=dict)  # clustering column -> "desc" (default "asc")
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -263,9 +264,13 @@ class Catalog:
     def __init__(self) -> None:
         self.keyspaces: dict[str, Keyspace] = {}
         self.schema_version = uuid.uuid4()
+        # Materialized system tables, valid until the next schema change (drivers re-read system_schema
+        # after every change, from every connected client: rebuilding it each time is quadratic).
+        self.system_cache: dict[tuple[str, str, str, int], Table] = {}
 
     def bump(self) -> None:
         self.schema_version = uuid.uuid4()
+        self.system_cache.clear()
 
     def keyspace(self, name: str) -> Keyspace:
         try:

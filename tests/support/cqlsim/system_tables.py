@@ -255,7 +255,8 @@ def _index_table_columns(table: Table, index: Index) -> list[dict[str, Any]]:
     range_columns += [c.name for c in table.columns.values()
                       if c.is_key and c.name not in index.hash_columns and c.name not in range_columns]
     rows += [
-        _column_row(keyspace, index.name, name, "clustering", i, "asc", table.columns[name].type.cql())
+        _column_row(keyspace, index.name, name, "clustering", i, index.order.get(name, "asc"),
+                    table.columns[name].type.cql())
         for i, name in enumerate(range_columns)
     ]
     rows += [

@@ -1,0 +1,84 @@
+"""Test helpers: run the CLI in-process, read whole tables independently of the dump code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.ycql.conftest import CqlServer
+from ybrewind.cli import main
+from ybrewind.ycql.literals import parse_type, quote_ident
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
+    assert code != 0, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ybrewind: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+    return lines[0]
+
+
+def table_snapshot(server: CqlServer, keyspace: str) -> dict[str, dict[str, Any]]:
+    """Per table: sorted raw rows, write times of every readable cell, and TTLs (by primary key)."""
+    server.refresh()
+    meta = server.conn.keyspace(keyspace)
+    assert meta is not None, keyspace
+    udts = {n: list(zip(u.field_names, u.field_types, strict=True)) for n, u in meta.user_types.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in sorted(meta.tables.items()):
+        cols = list(table.columns.values())
+        keys = {c.name for c in table.primary_key}
+        timed = [
+            c.name for c in cols
+            if c.name not in keys and c.cql_type != "counter" and not parse_type(c.cql_type, udts).multi_cell
+        ]  # fmt: skip
+        selectors = [quote_ident(c.name) for c in cols]
+        selectors += [f"writetime({quote_ident(c)})" for c in timed] + [f"ttl({quote_ident(c)})" for c in timed]
+        rows = server.execute(f"SELECT {', '.join(selectors)} FROM {quote_ident(keyspace)}.{quote_ident(name)}")
+        n, t = len(cols), len(timed)
+        out[name] = {
+            "data": sorted(tuple(r[:n]) for r in rows),
+            "writetimes": sorted((tuple(r[: len(keys)]), tuple(r[n : n + t])) for r in rows),
+            "ttls": {
+                tuple(r[: len(keys)]): [None if v is None else int.from_bytes(v, "big") for v in r[n + t :]]
+                for r in rows
+            },
+        }
+    return out
+
+
+def assert_ttls_close(before: dict[str, Any], after: dict[str, Any], slack: int = 60) -> None:
+    """A loaded TTL is what was left when the dump read it: equal up to the time between the reads."""
+    for key, ttls in before["ttls"].items():
+        for a, b in zip(ttls, after["ttls"][key], strict=True):
+            if a is None:
+                assert b is None, key
+            else:
+                assert b is not None and abs(a - b) <= slack, (key, a, b)
+
+
+def describe(server: CqlServer, keyspace: str) -> str:
+    """DESC KEYSPACE as the driver renders it, with the keyspace name neutralized."""
+    server.refresh()
+    meta = server.conn.keyspace(keyspace)
+    assert meta is not None
+    text = meta.export_as_string()
+    return (
+        text.replace(f'"{keyspace}".', "KS.")
+        .replace(f"{keyspace}.", "KS.")
+        .replace(f"KEYSPACE {keyspace} ", "KEYSPACE KS ")
+    )
