@@ -49,8 +49,11 @@ def test_primary_key_forms() -> None:
 
 
 def test_hash_table_with_tablets_yugabyte_and_postgres() -> None:
-    t = yb_table("orders", [KeyColumn("a", "HASH"), KeyColumn("b", "HASH"), KeyColumn("c", "ASC")],
-                 YbTableProps(num_tablets=3, num_hash_key_columns=2))
+    t = yb_table(
+        "orders",
+        [KeyColumn("a", "HASH"), KeyColumn("b", "HASH"), KeyColumn("c", "ASC")],
+        YbTableProps(num_tablets=3, num_hash_key_columns=2),
+    )
     pre, post = render(model(t), "yugabyte")
     assert pre[0].endswith('CONSTRAINT "orders_pkey" PRIMARY KEY (("a", "b") HASH, "c" ASC)\n)\nSPLIT INTO 3 TABLETS')
     assert not any("PRIMARY KEY" in s for s in post)
@@ -60,8 +63,9 @@ def test_hash_table_with_tablets_yugabyte_and_postgres() -> None:
 
 
 def test_range_table_split_at_values() -> None:
-    t = yb_table("events", [KeyColumn("id", "ASC")],
-                 YbTableProps(num_tablets=3, split_clause="SPLIT AT VALUES ((1000), (5000))"))
+    t = yb_table(
+        "events", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=3, split_clause="SPLIT AT VALUES ((1000), (5000))")
+    )
     pre, _ = render(model(t), "yugabyte")
     assert pre[0].endswith('PRIMARY KEY ("id" ASC)\n)\nSPLIT AT VALUES ((1000), (5000))')
     pre, _ = render(model(t), "postgres")
@@ -88,17 +92,28 @@ def test_colocation_and_tablegroups() -> None:
 
 def test_indexes_nonconcurrently_with_split_and_rebuilt_for_postgres() -> None:
     t = yb_table("t", [KeyColumn("id", "HASH")], YbTableProps(num_tablets=2, num_hash_key_columns=1))
-    idx = Index(("pg_class", 2), "public", "t_a_b_idx", ("public", "t"),
-                "CREATE INDEX t_a_b_idx ON public.t USING lsm (a HASH, b DESC)",
-                keys=[IndexKey("a", "HASH"), IndexKey("b", "DESC", nulls_first=True)], method="lsm",
-                include=["v"], predicate="(v IS NOT NULL)", yb=YbTableProps(num_tablets=2, num_hash_key_columns=1))
+    idx = Index(
+        ("pg_class", 2),
+        "public",
+        "t_a_b_idx",
+        ("public", "t"),
+        "CREATE INDEX t_a_b_idx ON public.t USING lsm (a HASH, b DESC)",
+        keys=[IndexKey("a", "HASH"), IndexKey("b", "DESC", nulls_first=True)],
+        method="lsm",
+        include=["v"],
+        predicate="(v IS NOT NULL)",
+        yb=YbTableProps(num_tablets=2, num_hash_key_columns=1),
+    )
     m = model(t)
     m.indexes.append(idx)
     _, post = render(m, "yugabyte")
-    assert post == ["CREATE INDEX NONCONCURRENTLY t_a_b_idx ON public.t USING lsm (a HASH, b DESC)\nSPLIT INTO 2 TABLETS"]
+    assert post == [
+        "CREATE INDEX NONCONCURRENTLY t_a_b_idx ON public.t USING lsm (a HASH, b DESC)\nSPLIT INTO 2 TABLETS"
+    ]
     _, post = render(m, "postgres")
-    assert post[-1] == ('CREATE INDEX "t_a_b_idx" ON "public"."t" USING btree (a, b DESC) INCLUDE (v) '
-                        "WHERE (v IS NOT NULL)")
+    assert post[-1] == (
+        'CREATE INDEX "t_a_b_idx" ON "public"."t" USING btree (a, b DESC) INCLUDE (v) WHERE (v IS NOT NULL)'
+    )
 
 
 def test_postgres_source_rendered_for_yugabyte_declares_key_inline() -> None:
@@ -110,3 +125,33 @@ def test_postgres_source_rendered_for_yugabyte_declares_key_inline() -> None:
     assert post == []
     pre, post = render(m, "postgres")
     assert post == ['ALTER TABLE "public"."acct" ADD CONSTRAINT "acct_pkey" PRIMARY KEY (id)']
+
+
+def test_snapshot_statements_for_workers() -> None:
+    """How parallel dump workers (and psql children) join the dump's instant, per server kind."""
+    from ybrewind.ysql.dump import Snapshot
+
+    snap = Snapshot.__new__(Snapshot)
+    snap.is_yugabyte, snap.name, snap.read_time_us = False, "00000003-0000001B-1", None
+    assert snap.setup_statements() == [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+    ]
+    snap.is_yugabyte, snap.name, snap.read_time_us = True, None, 1795000000000000
+    assert snap.setup_statements() == [
+        "SET yb_read_time TO 1795000000000000",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    ]
+    snap.name = "7081234567890123456"  # a replication slot's USE_SNAPSHOT name
+    assert snap.setup_statements()[1] == "SET LOCAL yb_read_time TO '7081234567890123456 ht'"
+
+
+def test_replication_slot_commands() -> None:
+    from ybrewind.ysql.stream import slot_command
+
+    assert slot_command("s", False, "EXPORT_SNAPSHOT").as_string(None) == (
+        'CREATE_REPLICATION_SLOT "s" LOGICAL pgoutput EXPORT_SNAPSHOT'
+    )
+    assert slot_command("tmp", True, "USE_SNAPSHOT").as_string(None) == (
+        'CREATE_REPLICATION_SLOT "tmp" TEMPORARY LOGICAL pgoutput USE_SNAPSHOT'
+    )

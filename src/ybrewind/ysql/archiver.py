@@ -243,7 +243,8 @@ class Archiver:
             if exists:
                 # A slot without a repository: a first start that died before its base backup was stored.
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [self.opt.slot])
-            slot = repl.create_slot(self.opt.slot, export_snapshot=True)
+            mode = "USE_SNAPSHOT" if identity["dialect"] == "yugabyte" else "EXPORT_SNAPSHOT"
+            slot = repl.create_slot(self.opt.slot, snapshot=mode)
             self.progress.log(
                 f"created slot {slot.name} at {po.lsn_to_str(slot.consistent_point)}; "
                 "taking the first base backup in its snapshot"
@@ -529,7 +530,7 @@ def backup(
     repl = ReplicationConnection(source)
     try:
         name = f"ybrewind_backup_{os.getpid()}"
-        slot = repl.create_slot(name, temporary=True, export_snapshot=True)
+        slot = repl.create_slot(name, temporary=True)
         return take_base_backup(
             source, repo, slot.snapshot, slot.consistent_point, opt, progress or Progress(), info.slot
         )

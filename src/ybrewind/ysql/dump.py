@@ -133,7 +133,14 @@ class Snapshot:
         self.read_time_us: int | None = None
         self.lsn: str | None = None
         coordinator.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        if is_yugabyte:
+        if is_yugabyte and imported:
+            # A replication slot's snapshot (CREATE_REPLICATION_SLOT ... USE_SNAPSHOT): YugabyteDB
+            # reads it through yb_read_time '<snapshot> ht' (docs/yugabyte.md; not run here: no YB).
+            coordinator.execute("ROLLBACK")
+            self.name = imported
+            self.enter(coordinator)
+            self.time = datetime.now(UTC)
+        elif is_yugabyte:
             # yb_read_time pins every session to the same hybrid time (export/import of snapshots is
             # not available on YB); it must be set before the first read of the transaction.
             coordinator.execute("ROLLBACK")
@@ -161,6 +168,11 @@ class Snapshot:
     def setup_statements(self) -> list[str]:
         """What a fresh session runs to read inside the snapshot (also used for psql workers)."""
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        if self.is_yugabyte and self.name:
+            return [
+                begin,
+                sql.SQL("SET LOCAL yb_read_time TO {}").format(sql.Literal(f"{self.name} ht")).as_string(None),
+            ]
         if self.is_yugabyte:
             return [sql.SQL("SET yb_read_time TO {}").format(sql.Literal(self.read_time_us)).as_string(None), begin]
         return [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None)]

@@ -82,12 +82,10 @@ class ReplicationConnection:
         sysid, tli, xlogpos, dbname = self._command(b"IDENTIFY_SYSTEM")[0]
         return str(sysid), int(tli or 0), str_to_lsn(str(xlogpos)), str(dbname)
 
-    def create_slot(self, name: str, *, temporary: bool = False, export_snapshot: bool = True) -> CreatedSlot:
-        command = sql.SQL("CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput {}").format(
-            sql.Identifier(name),
-            sql.SQL("TEMPORARY " if temporary else ""),
-            sql.SQL("EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"),
-        )
+    def create_slot(self, name: str, *, temporary: bool = False, snapshot: str = "EXPORT_SNAPSHOT") -> CreatedSlot:
+        """``snapshot``: EXPORT_SNAPSHOT (PostgreSQL), USE_SNAPSHOT (YugabyteDB: its name is read
+        through yb_read_time) or NOEXPORT_SNAPSHOT."""
+        command = slot_command(name, temporary, snapshot)
         slot, point, snapshot, _plugin = self._command(command.as_bytes(self.conn))[0]
         return CreatedSlot(str(slot), str_to_lsn(str(point)), snapshot)
 
@@ -126,7 +124,8 @@ class ReplicationConnection:
                 result = self.pgconn.get_result()
                 msg = (result.error_message if result else b"") or self.pgconn.error_message
                 reason = " ".join(msg.decode(errors="replace").split()) or (
-                    f"the server ended the stream ({result.status.name if result else 'no result'})")
+                    f"the server ended the stream ({result.status.name if result else 'no result'})"
+                )
                 raise DatabaseError(f"replication stream from {self.endpoint.display()} ended: {reason}")
             if n == -2:
                 raise DatabaseError(
@@ -143,6 +142,14 @@ class ReplicationConnection:
         """Standby status update. ``flushed`` must only cover what is durably archived."""
         self.pgconn.put_copy_data(b"r" + _STATUS.pack(written, flushed, flushed, _now_pg_us(), 1 if reply else 0))
         self.pgconn.flush()
+
+
+def slot_command(name: str, temporary: bool, snapshot: str) -> sql.Composed:
+    if snapshot not in ("EXPORT_SNAPSHOT", "USE_SNAPSHOT", "NOEXPORT_SNAPSHOT"):
+        raise ValueError(snapshot)
+    return sql.SQL("CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput {}").format(
+        sql.Identifier(name), sql.SQL("TEMPORARY " if temporary else ""), sql.SQL(snapshot)
+    )
 
 
 def translate(error: psycopg.Error, what: str) -> DatabaseError:
