@@ -17,8 +17,9 @@ from ybrewind.ysql.model import KeyColumn, PrimaryKey, Table
 
 
 def table(name: str, size: int, pk: list[KeyColumn] | None = None) -> Table:
-    return Table(("pg_class", 1), "public", name, estimated_bytes=size,
-                 primary_key=PrimaryKey("pk", pk) if pk else None)
+    return Table(
+        ("pg_class", 1), "public", name, estimated_bytes=size, primary_key=PrimaryKey("pk", pk) if pk else None
+    )
 
 
 def test_slices_cover_pages_and_last_is_open_ended() -> None:
@@ -72,8 +73,10 @@ def test_endpoint_display_never_shows_password() -> None:
 
 
 def test_libpq_reason_is_one_line() -> None:
-    err = Exception('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
-                    "\tIs the server running on that host and accepting TCP/IP connections?")
+    err = Exception(
+        'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?"
+    )
     assert "\n" not in libpq_reason(err) and libpq_reason(err).startswith("Connection refused")
 
 
@@ -113,3 +116,28 @@ def test_manifest_checks(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(DumpIntegrityError, match="format version 2"):
         mf.read(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("line", "ok"),
+    [
+        ("\\connect shop", True),
+        ("\\connect -reuse-previous=on \"dbname='shop'\"", True),  # pg_dump --create output
+        ("\\c -", True),
+        ("\\connect other", False),
+        ("\\connect -reuse-previous=on \"dbname='other'\"", False),
+    ],
+)
+def test_connect_meta_commands_are_honored_only_for_the_target(line: str, ok: bool) -> None:
+    import io
+
+    from ybrewind.ysql import script
+    from ybrewind.ysql.load import Loader, LoadOptions
+
+    loader = Loader(PgEndpoint.parse("postgresql://u@h/shop"), LoadOptions())
+    item = next(iter(script.iter_script(io.StringIO(line + "\n"), "x.sql")))
+    if ok:
+        loader._meta(item)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(UsageError, match=r"x\.sql:1: the script switches to database 'other'"):
+            loader._meta(item)  # type: ignore[arg-type]

@@ -239,7 +239,13 @@ class Loader:
 
     def _meta(self, item: script.MetaCommand) -> None:
         if item.name in ("connect", "c"):
-            wanted = item.args.split()[0].strip("\"'") if item.args.split() else "-"
+            # psql's forms: \connect db, \connect -reuse-previous=on "dbname='db'", \connect -
+            words = [w for w in item.argv if not w.startswith("-reuse-previous")] or ["-"]
+            wanted = words[0]
+            if "=" in wanted:
+                from psycopg.conninfo import conninfo_to_dict
+
+                wanted = str(conninfo_to_dict(wanted).get("dbname") or "-")
             if wanted not in ("-", self.target.dbname):
                 raise UsageError(
                     f"{item.file}:{item.line}: the script switches to database {wanted!r} (\\connect); "
