@@ -8,6 +8,12 @@ exits with ``exit_code``; library callers catch ``YbrewindError``.
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 160) -> str:
+    """``text`` on one line, shortened with "..." past ``limit`` characters (for quoting statements)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class YbrewindError(Exception):
     """Base class: a failure explained in one line."""
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgServer, sandbox_dir
-from tests.integration.test_errors import assert_one_line_error, run_cli
 from tests.support.archive import fast_options, running_archiver, wait_until_started
+from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import sandbox
 from ybrewind.archive.repo import Repository
 

@@ -8,28 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgServer
-from ybrewind.cli import main
+from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind.ysql.dump import DumpOptions, dump
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code != 0
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("ybrewind: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +39,9 @@ def test_unreachable_host(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert_one_line_error(code, err, "cannot connect", "127.0.0.1:1")
 
 
-def test_wrong_password_is_not_echoed(pg: PgServer, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_not_echoed(
+    pg: PgServer, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pg.connect() as conn:
         conn.execute("DROP ROLE IF EXISTS pw_user")
         conn.execute("CREATE ROLE pw_user LOGIN PASSWORD 'right-secret'")
@@ -76,8 +57,9 @@ def test_missing_database(pg: PgServer, capsys: pytest.CaptureFixture[str], tmp_
     assert_one_line_error(code, err, 'database "no_such_db" does not exist')
 
 
-def test_missing_table_permission(pg: PgServer, db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_table_permission(
+    pg: PgServer, db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pg.connect(db) as conn:
         conn.execute("CREATE TABLE secret_stuff (id int)")
         conn.execute("DROP ROLE IF EXISTS reader_no_rights")
@@ -89,8 +71,9 @@ def test_missing_table_permission(pg: PgServer, db: str, capsys: pytest.CaptureF
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
-def test_corrupted_data_file(pg: PgServer, db: str, small_dump: Path, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupted_data_file(
+    pg: PgServer, db: str, small_dump: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = copy_dump(small_dump, tmp_path / "bad")
     f = data_file(bad)
     raw = bytearray(f.read_bytes())
@@ -104,8 +87,9 @@ def test_corrupted_data_file(pg: PgServer, db: str, small_dump: Path, tmp_path: 
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 
-def test_truncated_data_file(pg: PgServer, db: str, small_dump: Path, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_truncated_data_file(
+    pg: PgServer, db: str, small_dump: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = copy_dump(small_dump, tmp_path / "bad")
     f = data_file(bad)
     f.write_bytes(f.read_bytes()[:1000])
@@ -113,8 +97,9 @@ def test_truncated_data_file(pg: PgServer, db: str, small_dump: Path, tmp_path: 
     assert_one_line_error(code, err, f.name, "truncated")
 
 
-def test_unknown_manifest_version(pg: PgServer, db: str, small_dump: Path, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_manifest_version(
+    pg: PgServer, db: str, small_dump: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = copy_dump(small_dump, tmp_path / "bad")
     m = json.loads((bad / "manifest.json").read_text())
     m["format_version"] = 99
@@ -138,8 +123,9 @@ def test_not_a_dump(pg: PgServer, db: str, tmp_path: Path, capsys: pytest.Captur
     assert_one_line_error(code, err, "manifest.json")
 
 
-def test_sql_error_names_file_and_line(pg: PgServer, db: str, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_sql_error_names_file_and_line(
+    pg: PgServer, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = tmp_path / "broken.sql"
     script.write_text("CREATE TABLE ok (id int);\n\n-- a comment\nINSERT INTO missing_table VALUES (1);\n")
     code, _, err = run_cli(capsys, "load", str(script), pg.url(db))

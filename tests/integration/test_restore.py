@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from tests.conftest import PgServer
-from tests.integration.test_errors import assert_one_line_error, run_cli
 from tests.support.archive import (
     fast_options,
     last_commit_us,
@@ -21,6 +20,7 @@ from tests.support.archive import (
     wait_for_commit,
     wait_until_started,
 )
+from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind.archive.repo import Repository
 from ybrewind.pitr import to_iso
 from ybrewind.ysql.archiver import ArchiveOptions, backup

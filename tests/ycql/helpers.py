@@ -4,32 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
+from tests.support.cli import assert_one_line_error, run_cli  # noqa: F401 - re-exported for tests
 from tests.ycql.conftest import CqlServer
-from ybrewind.cli import main
 from ybrewind.ycql.literals import parse_type, quote_ident
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
-    assert code != 0, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("ybrewind: error: "), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
-    return lines[0]
 
 
 def table_snapshot(server: CqlServer, keyspace: str) -> dict[str, dict[str, Any]]:

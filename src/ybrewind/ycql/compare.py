@@ -15,10 +15,10 @@ import difflib
 import hashlib
 import struct
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from cassandra.query import BoundStatement
 
+from ybrewind.comparison import Comparison, TableComparison
 from ybrewind.endpoints import YcqlEndpoint
 from ybrewind.errors import ConnectError, UsageError
 from ybrewind.ycql import schema as sch
@@ -28,35 +28,6 @@ from ybrewind.ycql.session import CqlConnection, connect, translate
 
 NEUTRAL_NAME = "keyspace"
 MASK = (1 << 64) - 1
-
-
-@dataclass
-class TableComparison:
-    table: str
-    rows_a: int | None
-    rows_b: int | None
-    checksum_a: str | None
-    checksum_b: str | None
-
-    @property
-    def identical(self) -> bool:
-        return self.rows_a == self.rows_b and self.checksum_a == self.checksum_b
-
-
-@dataclass
-class Comparison:
-    a: str
-    b: str
-    schema_diff: list[str] = field(default_factory=list)
-    tables: list[TableComparison] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        return not self.schema_diff and all(t.identical for t in self.tables)
-
-    @property
-    def differing_tables(self) -> list[TableComparison]:
-        return [t for t in self.tables if not t.identical]
 
 
 def _row_hash(row: list[bytes | None]) -> int:

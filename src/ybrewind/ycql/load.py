@@ -43,6 +43,7 @@ from ybrewind.errors import (
     TargetNotEmptyError,
     UsageError,
     YbrewindError,
+    one_line,
 )
 from ybrewind.files import open_binary
 from ybrewind.progress import Progress
@@ -91,16 +92,11 @@ class LoadResult:
     steps: dict[str, float] = field(default_factory=dict)
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def statement_error(e: BaseException, stmt: Statement) -> YbrewindError:
     if isinstance(e, YbrewindError) and not isinstance(e, DatabaseError):
         return e
     reason = translate(e, f"{stmt.file}:{stmt.line}").message
-    return DatabaseError(f"{reason} in: {_one_line(stmt.sql)}")
+    return DatabaseError(f"{reason} in: {one_line(stmt.sql)}")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -10,45 +10,17 @@ from __future__ import annotations
 
 import difflib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import psycopg
 from psycopg import sql
 
+from ybrewind.comparison import Comparison, TableComparison
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError
 from ybrewind.ysql.catalog import Filters, read_schema
 from ybrewind.ysql.ddl import DdlWriter, RenderOptions
 from ybrewind.ysql.model import SchemaModel
-
-
-@dataclass
-class TableComparison:
-    table: str
-    rows_a: int | None
-    rows_b: int | None
-    checksum_a: str | None
-    checksum_b: str | None
-
-    @property
-    def identical(self) -> bool:
-        return self.rows_a == self.rows_b and self.checksum_a == self.checksum_b
-
-
-@dataclass
-class Comparison:
-    a: str
-    b: str
-    schema_diff: list[str] = field(default_factory=list)
-    tables: list[TableComparison] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        return not self.schema_diff and all(t.identical for t in self.tables)
-
-    @property
-    def differing_tables(self) -> list[TableComparison]:
-        return [t for t in self.tables if not t.identical]
 
 
 def schema_text(model: SchemaModel, owners: bool = True, privileges: bool = True) -> list[str]:

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint
-from ybrewind.errors import ConnectError, DatabaseError, DumpIntegrityError, TargetNotEmptyError, UsageError
+from ybrewind.errors import ConnectError, DatabaseError, DumpIntegrityError, TargetNotEmptyError, UsageError, one_line
 from ybrewind.files import CHUNK, open_binary
 from ybrewind.progress import Progress
 from ybrewind.ysql import script
@@ -58,11 +58,6 @@ class LoadResult:
     steps: dict[str, float] = field(default_factory=dict)
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def db_error(e: psycopg.Error, where: str, statement: str | None = None) -> DatabaseError:
     diag = getattr(e, "diag", None)
     primary = (diag.message_primary if diag else None) or str(e).strip().splitlines()[0]
@@ -71,7 +66,7 @@ def db_error(e: psycopg.Error, where: str, statement: str | None = None) -> Data
     if context and context.startswith("COPY"):
         detail += f" ({context.splitlines()[0]})"
     if statement:
-        detail += f" in: {_one_line(statement)}"
+        detail += f" in: {one_line(statement)}"
     return DatabaseError(detail)
 
 
