@@ -136,3 +136,21 @@ def test_json_summary_and_verify(pg: PgServer, small_dump: Path, capsys: pytest.
     code, out, err = run_cli(capsys, "verify", "--json", "-q", str(small_dump))
     assert code == 0 and err == ""
     assert json.loads(out)["rows"] == 5000
+
+
+def test_full_disk_is_one_line(pg: PgServer, db: str) -> None:
+    """Writing the dump onto a full device (/dev/full answers ENOSPC) is a clean failure."""
+    import subprocess
+    import sys
+
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ybrewind.cli", "dump", "--format", "plain", pg.url(db)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert proc.returncode == 8, proc.stderr
+    assert_one_line_error(proc.returncode, proc.stderr, "No space left on device")

@@ -141,3 +141,14 @@ def test_connect_meta_commands_are_honored_only_for_the_target(line: str, ok: bo
     else:
         with pytest.raises(UsageError, match=r"x\.sql:1: the script switches to database 'other'"):
             loader._meta(item)  # type: ignore[arg-type]
+
+
+def test_storage_errors_are_named() -> None:
+    import errno
+
+    from ybrewind.files import storage_error
+
+    assert (
+        storage_error("/d/x.sql", OSError(errno.ENOSPC, "No space left")).message == "disk full while writing /d/x.sql"
+    )
+    assert "permission denied" in storage_error("/d", OSError(errno.EACCES, "denied")).message
