@@ -349,6 +349,16 @@ def _repository(repo: str, endpoint_url: str | None, region: str | None, profile
     return Repository.open(repo, RepositoryOptions(endpoint_url, region, profile))
 
 
+def _require_api(repository: Any, api: str) -> None:
+    """A YCQL repository with a postgresql:// endpoint (or the reverse) is a one-line error."""
+    from ybrewind.ycql.capture import repository_api
+
+    found = repository_api(repository)
+    if found is not None and found != api:
+        want = "ycql://host/KEYSPACE" if found == "ycql" else "postgresql://"
+        raise UsageError(f"{repository.url} archives a {found.upper()} source: use a {want} endpoint with it")
+
+
 @cli.group("archive")
 def archive_group() -> None:
     """Continuous archiving of every committed change (the change log)."""
@@ -363,6 +373,8 @@ def archive_group() -> None:
 @click.option("--segment-age", type=float, default=60.0, show_default=True, help="Seconds: rotate segments this old.")
 @click.option("--replica-identity-full", is_flag=True, help="Set REPLICA IDENTITY FULL on tables without a key.")
 @click.option("-j", "--jobs", type=int, default=2, show_default=True, help="Workers for the first base backup.")
+@click.option("--scan-interval", help="ycql:// sources: time between scans (e.g. 30s, 5m, 1h; default 5m).")
+@click.option("--max-scans", type=int, help="ycql:// sources: stop after this many scans.")
 @repo_options
 @common_options
 def archive_start(
@@ -374,6 +386,8 @@ def archive_start(
     segment_age: float,
     replica_identity_full: bool,
     jobs: int,
+    scan_interval: str | None,
+    max_scans: int | None,
     endpoint_url: str | None,
     region: str | None,
     profile: str | None,
@@ -383,7 +397,7 @@ def archive_start(
     """Archive SOURCE's changes into REPO (a directory or s3://bucket/prefix) until stopped.
 
     The first start takes a base backup; later starts resume from the slot. SIGINT/SIGTERM stop
-    cleanly, storing what is held.
+    cleanly, storing what is held. A ycql://host/KEYSPACE source is scanned every --scan-interval.
     """
     import signal
     import threading
@@ -393,6 +407,24 @@ def archive_start(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if is_ycql_url(source):
+        from ybrewind.ycql import capture as ycap
+
+        with _progress(quiet) as cprogress:
+            cresult = ycap.capture(
+                YcqlEndpoint.parse(source),
+                _repository(repo, endpoint_url, region, profile),
+                ycap.CaptureOptions(
+                    interval=ycap.parse_interval(scan_interval or "5m"), jobs=jobs, max_scans=max_scans
+                ),
+                cprogress,
+                stop,
+            )
+        _emit(as_json, quiet, cresult, ycap.describe_result(cresult))
+        return
+    if scan_interval is not None or max_scans is not None:
+        raise UsageError("--scan-interval and --max-scans are for ycql:// sources")
+    _require_api(_repository(repo, endpoint_url, region, profile), "ysql")
     options = ArchiveOptions(
         slot=slot,
         publication=publication,
@@ -424,8 +456,14 @@ def archive_status(
 ) -> None:
     """Is the archiver running, how far behind, what the repository holds."""
     from ybrewind.archive.status import repository_status
+    from ybrewind.ycql.capture import repository_api, scan_status
 
-    st = repository_status(_repository(repo, endpoint_url, region, profile))
+    repository = _repository(repo, endpoint_url, region, profile)
+    if repository_api(repository) == "ycql":
+        yst = scan_status(repository)
+        _report(as_json, quiet, yst, yst["text"])
+        return
+    st = repository_status(repository)
     _report(as_json, quiet, st, st.describe())
 
 
@@ -448,7 +486,10 @@ def archive_drop(
     """Drop the archiver's slot, publication and DDL capture from SOURCE (the repository is kept)."""
     from ybrewind.ysql.archiver import drop
 
+    if is_ycql_url(source):
+        raise UsageError("a ycql:// archiver installs nothing on its source: there is nothing to drop")
     repository = _repository(repo, endpoint_url, region, profile)
+    _require_api(repository, "ysql")
     endpoint = PgEndpoint.parse(source)
     if not yes:
         click.confirm(
@@ -480,10 +521,14 @@ def backup_command(
     """Take another base backup into REPO at an exact position, so restores replay less."""
     from ybrewind.ysql.archiver import ArchiveOptions, backup
 
+    if is_ycql_url(source):
+        raise UsageError("a ycql:// repository's base is its first scan; `ybrewind backup` is for YSQL sources")
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_api(repository, "ysql")
     with _progress(quiet) as progress:
         name = backup(
             PgEndpoint.parse(source),
-            _repository(repo, endpoint_url, region, profile),
+            repository,
             ArchiveOptions(base_jobs=jobs),
             progress,
         )
@@ -537,8 +582,12 @@ def restore_command(
     from ybrewind.ysql.restore import RestoreOptions, restore
 
     repository = _repository(repo, endpoint_url, region, profile)
+    if repository.require_info().source.get("api") == "ycql":
+        _restore_ycql(repository, target, to_time, to_lsn, latest, timezone, list_only, jobs, quiet, as_json)
+        return
+    if target is not None and is_ycql_url(target):
+        _require_api(repository, "ycql")
     if list_only:
-        repository.require_info()
         bases, segments = repository.base_backups(), repository.segments()
         windows = pitr.restorable_windows(bases, segments)
         summary = {
@@ -574,6 +623,47 @@ def restore_command(
     )
 
 
+def _restore_ycql(
+    repository: Any,
+    target: str | None,
+    to_time: str | None,
+    to_lsn: str | None,
+    latest: bool,
+    timezone: str | None,
+    list_only: bool,
+    jobs: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    from ybrewind.ycql import rewind
+
+    if list_only:
+        summary = rewind.list_scans(repository)
+        _report(as_json, quiet, summary, rewind.describe_list(summary))
+        return
+    if to_lsn:
+        raise UsageError("--to-lsn is for YSQL repositories; a YCQL repository restores --to-time or --latest")
+    if bool(to_time) == bool(latest):
+        raise UsageError("give exactly one of --to-time, --latest (or --list)")
+    if target is None or not is_ycql_url(target):
+        _require_api(repository, "ysql")
+    assert target is not None
+    with _progress(quiet) as progress:
+        result = rewind.restore(
+            repository,
+            YcqlEndpoint.parse(target),
+            rewind.RestoreOptions(target_us=_target_time(to_time, timezone), jobs=jobs),
+            progress,
+        )
+    _emit(
+        as_json,
+        quiet,
+        result,
+        f"restored {result.target} to {result.restored_to} ({result.rows} rows, {result.scans_read} scans read) "
+        f"in {result.seconds:.2f}s; precision: {result.precision}",
+    )
+
+
 @cli.command("clone")
 @click.argument("source")
 @click.argument("new_db")
@@ -582,6 +672,8 @@ def restore_command(
 @click.option("--repo", help="The source's change-log repository (needed on PostgreSQL).")
 @click.option("--target", help="Create the clone on this server instead of the source's.")
 @click.option("--native", is_flag=True, help="YugabyteDB: CREATE DATABASE ... TEMPLATE ... AS OF (snapshot schedule).")
+@click.option("--yb-admin", help="ycql:// with --native: the yb-admin executable (default: yb-admin on PATH).")
+@click.option("--master-addresses", help="ycql:// with --native: YB-Master addresses host:7100[,...].")
 @click.option("-j", "--jobs", type=int, default=2, show_default=True)
 @repo_options
 @common_options
@@ -593,6 +685,8 @@ def clone_command(
     repo: str | None,
     target: str | None,
     native: bool,
+    yb_admin: str | None,
+    master_addresses: str | None,
     jobs: int,
     endpoint_url: str | None,
     region: str | None,
@@ -605,6 +699,10 @@ def clone_command(
 
     as_of_us = _target_time(as_of, timezone)
     assert as_of_us is not None
+    if is_ycql_url(source):
+        _clone_ycql(source, new_db, as_of_us, repo, target, native, yb_admin, master_addresses, jobs, quiet, as_json,
+                    (endpoint_url, region, profile))  # fmt: skip
+        return
     repository = _repository(repo, endpoint_url, region, profile) if repo else None
     with _progress(quiet) as progress:
         result = clone(
@@ -623,6 +721,43 @@ def clone_command(
         result,
         f"cloned {result.source} as of {result.as_of} into {result.clone} ({result.method}) in {result.seconds:.2f}s",
     )
+
+
+def _clone_ycql(
+    source: str,
+    new_keyspace: str,
+    as_of_us: int,
+    repo: str | None,
+    target: str | None,
+    native: bool,
+    yb_admin: str | None,
+    master_addresses: str | None,
+    jobs: int,
+    quiet: bool,
+    as_json: bool,
+    s3: tuple[str | None, str | None, str | None],
+) -> None:
+    from ybrewind.ycql import rewind
+
+    endpoint = YcqlEndpoint.parse(source)
+    if native:
+        argv = rewind.native_clone(yb_admin, master_addresses or "", endpoint.keyspace or "", new_keyspace, as_of_us)
+        _emit(as_json, quiet, {"clone": new_keyspace, "method": "native", "command": argv},
+              f"cloned {endpoint.display()} as {new_keyspace} (yb-admin clone_namespace)")  # fmt: skip
+        return
+    if not repo:
+        raise UsageError("cloning a ycql:// keyspace needs --repo (its scan repository) or --native")
+    repository = _repository(repo, *s3)
+    _require_api(repository, "ycql")
+    base = YcqlEndpoint.parse(target) if target else endpoint
+    if repository.require_info().source.get("keyspace") != endpoint.keyspace:
+        raise UsageError(f"{repository.url} does not archive keyspace {endpoint.keyspace}")
+    with _progress(quiet) as progress:
+        result = rewind.restore(
+            repository, base.with_keyspace(new_keyspace), rewind.RestoreOptions(target_us=as_of_us, jobs=jobs), progress
+        )
+    _emit(as_json, quiet, result, f"cloned {endpoint.display()} as of {result.restored_to} into {result.target} "
+          f"in {result.seconds:.2f}s; precision: {result.precision}")  # fmt: skip
 
 
 # -- entry point ----------------------------------------------------------------------------------
