@@ -102,3 +102,29 @@ def test_yugabyte_native_clone() -> None:
     assert result.method == "native"
     with PgEndpoint.parse(YB_URL).connect() as conn:
         conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(new_db)))
+
+
+def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
+    """The archiver's YugabyteDB path: USE_SNAPSHOT base backup, streaming, restore --latest."""
+    from tests.support.archive import fast_options, running_archiver, wait_for_commit, wait_until_started
+    from ybrewind.archive.repo import Repository
+    from ybrewind.ysql.restore import RestoreOptions, restore
+
+    assert YB_URL
+    src = PgEndpoint.parse(YB_URL).with_dbname(yb_db)
+    repo = Repository.open(str(tmp_path / "repo"))
+    slot = f"s_{yb_db}"
+    with running_archiver(src, repo, fast_options(slot)), src.connect() as conn:
+        wait_until_started(repo, timeout=120)
+        conn.execute("INSERT INTO ranged SELECT g, 'new' FROM generate_series(1001, 1100) g")
+        conn.execute("UPDATE hashed SET v = '{\"k\": 1}' WHERE a = 1")
+        conn.execute("DELETE FROM ranged WHERE id <= 10")
+        ts = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
+        wait_for_commit(repo, int(ts) - 1_000_000, timeout=120)
+    target = src.with_dbname(yb_db + "_pitr")
+    try:
+        restore(repo, target, RestoreOptions(jobs=2))
+        assert compare(src, target).differing_tables == []
+    finally:
+        with src.connect() as conn:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
