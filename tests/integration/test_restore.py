@@ -351,3 +351,38 @@ def test_restore_to_lsn_and_archive_drop(
         ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
         assert conn.execute("SELECT to_regnamespace('ybrewind')").fetchone() == (None,)
+
+
+def test_replay_of_key_changes_and_hot_rows(pg: PgServer, db: str, tmp_path: Path) -> None:
+    """Primary keys moved by UPDATE, rows deleted and re-inserted, a unique column swapped between
+    rows, all inside one replay batch: the net-effect applier must end on the source's state."""
+    repo = Repository.open(str(tmp_path / "repo"))
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE k (id int PRIMARY KEY, email text UNIQUE, n int)")
+        conn.execute("CREATE TABLE plain (id int PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO k SELECT g, 'e' || g, 0 FROM generate_series(1, 20) g")
+        conn.execute("INSERT INTO plain SELECT g, 0 FROM generate_series(1, 20) g")
+    with running_archiver(pg.endpoint(db), repo, fast_options(f"s_{db}")), pg.connect(db) as conn:
+        wait_until_started(repo)
+        for table in ("k", "plain"):
+            conn.execute(f"UPDATE {table} SET id = id + 100 WHERE id <= 5")  # keys move
+            conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id > 10")  # hot rows
+            conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id > 10")
+            conn.execute(f"DELETE FROM {table} WHERE id = 12")
+            conn.execute(f"INSERT INTO {table} (id, n) VALUES (12, 7)")  # same key again
+            conn.execute(f"DELETE FROM {table} WHERE id = 6")
+            conn.execute(f"UPDATE {table} SET id = 6 WHERE id = 101")  # onto a key deleted just before
+        with conn.transaction():  # swap two unique values
+            conn.execute("UPDATE k SET email = 'tmp' WHERE id = 15")
+            conn.execute("UPDATE k SET email = 'e15' WHERE id = 16")
+            conn.execute("UPDATE k SET email = 'e16' WHERE id = 15")
+        expected = snapshot(conn)
+        wait_for_commit(repo, last_commit_us(conn))
+    with pg.connect(db) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+    target = pg.create_database("netfx")
+    try:
+        restore(repo, pg.endpoint(target), RestoreOptions())
+        assert restored_state(pg, target) == expected
+    finally:
+        pg.drop_database(target)

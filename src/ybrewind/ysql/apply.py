@@ -229,8 +229,9 @@ class NetBatch:
             rows[old_key] = _DELETED
         key = self._key(rel, new)
         previous = rows.get(key, ...)
-        if previous is ...:
-            seen.add(key)
+        if previous is ... and old is None:
+            seen.add(key)  # updated in place: the row existed when the batch began
+        # (a key an UPDATE moved a row to did not exist then, unless the batch deleted it first)
         if not partial:
             rows[key] = new
         elif isinstance(previous, list):
