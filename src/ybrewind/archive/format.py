@@ -114,6 +114,28 @@ class Segment:
         return SegmentInfo(t[0].commit_lsn, t[-1].commit_lsn, t[0].commit_us, t[-1].commit_us, len(t), sha256)
 
 
+def encode_json_lines(records: list[Any], level: int = 3) -> bytes:
+    """zstd-compressed JSON lines: the body of every segment object (YSQL and YCQL)."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    return zstandard.ZstdCompressor(level=level).compress(("\n".join(map(dumps, records)) + "\n").encode())
+
+
+def decode_json_lines(data: bytes, info: SegmentInfo | None, name: str) -> list[Any]:
+    """Check the checksum (when the object's name gave one), decompress and parse (non-empty)."""
+    if info is not None and hashlib.sha256(data).hexdigest() != info.sha256:
+        raise DumpIntegrityError(f"{name} is corrupt (sha256 mismatch)")
+    try:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data).decode()
+        # One parse for the whole object: JSON lines never contain a raw newline, so they join
+        # into one array (much faster than a json.loads call per line).
+        records = json.loads("[" + raw.rstrip("\n").replace("\n", ",") + "]")
+    except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as e:
+        raise DumpIntegrityError(f"{name} cannot be read ({e})") from None
+    if not records:
+        raise DumpIntegrityError(f"{name} is empty")
+    return list(records)
+
+
 def encode_segment(segment: Segment, level: int = 3) -> tuple[bytes, SegmentInfo]:
     """Serialize and compress; returns the object bytes and its name info (with sha256)."""
     if not segment.transactions:
@@ -128,29 +150,19 @@ def encode_segment(segment: Segment, level: int = 3) -> tuple[bytes, SegmentInfo
         "transactions": len(txs),
         "last_end_lsn": txs[-1].end_lsn,
     }
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    lines = [dumps(header)]
-    lines += [dumps({"relation": relid, **rel}) for relid, rel in sorted(segment.relations.items())]
-    lines += [dumps(t.to_record()) for t in txs]
+    records: list[Any] = [header]
+    records += [{"relation": relid, **rel} for relid, rel in sorted(segment.relations.items())]
+    records += [t.to_record() for t in txs]
     if segment.sequences is not None:
-        lines.append(dumps(segment.sequences))
-    raw = ("\n".join(lines) + "\n").encode()
-    data = zstandard.ZstdCompressor(level=level).compress(raw)
+        records.append(segment.sequences)
+    data = encode_json_lines(records, level)
     return data, segment.info(hashlib.sha256(data).hexdigest())
 
 
 def decode_segment(data: bytes, info: SegmentInfo | None = None, name: str = "segment") -> Segment:
     """Check the checksum (when the name gave one), decompress and parse."""
-    if info is not None and hashlib.sha256(data).hexdigest() != info.sha256:
-        raise DumpIntegrityError(f"{name} is corrupt (sha256 mismatch)")
-    try:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data).decode()
-        # One parse for the whole object: JSON lines never contain a raw newline, so they join
-        # into one array (much faster than a json.loads call per line).
-        records = json.loads("[" + raw.rstrip("\n").replace("\n", ",") + "]")
-        header = records[0]
-    except (zstandard.ZstdError, UnicodeDecodeError, ValueError, IndexError) as e:
-        raise DumpIntegrityError(f"{name} cannot be read ({e})") from None
+    records = decode_json_lines(data, info, name)
+    header = records[0]
     if not isinstance(header, dict) or header.get("segment") != SEGMENT_VERSION:
         version = header.get("segment") if isinstance(header, dict) else None
         raise DumpIntegrityError(f"{name} has segment format {version!r}; expected {SEGMENT_VERSION}")

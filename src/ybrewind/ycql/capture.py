@@ -96,20 +96,12 @@ def expiry_us(wt: int | None, ttl: int, read_us: int) -> int:
 
 
 def encode_scan(header: dict[str, Any], records: list[list[Any]]) -> bytes:
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    lines = [dumps(header)] + [dumps(r) for r in records]
-    return zstandard.ZstdCompressor(level=3).compress(("\n".join(lines) + "\n").encode())
+    return fmt.encode_json_lines([header, *records])
 
 
 def decode_scan(data: bytes, info: fmt.SegmentInfo | None, name: str) -> tuple[dict[str, Any], list[list[Any]]]:
-    if info is not None and hashlib.sha256(data).hexdigest() != info.sha256:
-        raise DumpIntegrityError(f"{name} is corrupt (sha256 mismatch)")
-    try:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data).decode()
-        records = json.loads("[" + raw.rstrip("\n").replace("\n", ",") + "]")
-        header = records[0]
-    except (zstandard.ZstdError, UnicodeDecodeError, ValueError, IndexError) as e:
-        raise DumpIntegrityError(f"{name} cannot be read ({e})") from None
+    records = fmt.decode_json_lines(data, info, name)
+    header = records[0]
     if not isinstance(header, dict) or header.get("format") != SCAN_FORMAT:
         raise DumpIntegrityError(f"{name} is not a YCQL scan segment")
     if header.get("version") != SCAN_VERSION:
