@@ -16,7 +16,9 @@ stopped when run again. The progress schema is dropped when the restore complete
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,8 +174,7 @@ class Restorer:
         taken when a segment closes, right after its last commit).
         """
         self.sequence_sample = {}
-        for info in plan.segments:
-            segment = self.repo.read_segment(info)
+        for segment in self._prefetched(plan.segments):
             for relid, rec in segment.relations.items():
                 applier.relations.setdefault(relid, Relation.from_record(rec))
             for tx in segment.transactions:
@@ -183,6 +184,19 @@ class Restorer:
                 yield tx, decision
             if segment.sequences:
                 self.sequence_sample = {(s, n): v for s, n, v in segment.sequences["sequences"] if v is not None}
+
+    def _prefetched(self, infos: list[fmt.SegmentInfo]) -> Iterator[fmt.Segment]:
+        """Segments in order, the next one read and decoded in a thread while this one is applied
+        (the applier mostly waits on the server, so the two overlap)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = deque(pool.submit(self.repo.read_segment, info) for info in infos[:2])
+            later = iter(infos[2:])
+            while ahead:
+                segment = ahead.popleft().result()
+                following = next(later, None)
+                if following is not None:
+                    ahead.append(pool.submit(self.repo.read_segment, following))
+                yield segment
 
     def _replay(
         self, conn: psycopg.Connection, plan: pitr.RestorePlan, applied_lsn: int, result: RestoreResult
