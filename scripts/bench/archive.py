@@ -36,19 +36,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from common import log, pgbench_database, start_archiver, stop_archiver, wait_until  # scripts/bench/common.py
 
 from ybrewind import sandbox
 from ybrewind.archive.format import SegmentInfo
-from ybrewind.archive.repo import Repository
 from ybrewind.ysql.pgoutput import lsn_to_str, str_to_lsn
 
 SLOT = "ybrewind"  # the archiver's default slot and publication
 CEILING_SLOT = "bench_ceiling"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -111,15 +107,6 @@ class Sampler(threading.Thread):
         return out
 
 
-def wait_until(what: str, check: object, timeout: float, interval: float = 0.05) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return time.monotonic()
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=60, help="seconds of pgbench (default 60)")
@@ -140,41 +127,14 @@ def main() -> None:
     url = sb.url("bench")
     repo_dir = work / "repo"
     archiver: subprocess.Popen[bytes] | None = None
-    archiver_log = open(work / "archiver.log", "wb")  # noqa: SIM115 - closed in finally
     try:
         with psycopg.connect(sb.url(), autocommit=True) as c:
             c.execute("CREATE DATABASE bench")
-        log(f"pgbench -i -s {args.scale}")
-        subprocess.run(
-            [str(bin_ / "pgbench"), "-i", "-q", "-s", str(args.scale), "bench"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        conn = psycopg.connect(url, autocommit=True)
-        conn.execute("CREATE TABLE bench_marker (id int PRIMARY KEY, at timestamptz NOT NULL)")
-        conn.execute("VACUUM ANALYZE")
+        conn = pgbench_database(bin_, env, "bench", url, args.scale)
 
         log("starting the archiver; waiting for its first base backup")
-        archiver = subprocess.Popen(
-            [ybrewind, "archive", "start", "-q", url, str(repo_dir), "--segment-age", str(args.segment_age)],
-            env=env,
-            stdout=archiver_log,
-            stderr=subprocess.STDOUT,
-        )
-        repo = Repository.open(str(repo_dir))
         t0 = time.monotonic()
-
-        def started() -> bool:
-            if archiver.poll() is not None:
-                raise SystemExit(
-                    f"bench: the archiver exited with {archiver.returncode}: "
-                    + (work / "archiver.log").read_text()[-2000:]
-                )
-            return bool((repo.status() or {}).get("running"))
-
-        wait_until("the archiver's first base backup", started, 600)
+        archiver, repo = start_archiver(ybrewind, url, repo_dir, args.segment_age, env, work / "archiver.log")
         log(f"archiver streaming after {time.monotonic() - t0:.1f}s (base backup included)")
         walsender = conn.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", [SLOT]).fetchone()
         walsender_pid = int(walsender[0]) if walsender and walsender[0] else None
@@ -325,13 +285,7 @@ def main() -> None:
         )
         print(f"| goal: keeps up, lag under 2 s | {'met' if met else 'NOT met'} |")
     finally:
-        if archiver is not None and archiver.poll() is None:
-            archiver.send_signal(signal.SIGTERM)
-            try:
-                archiver.wait(60)
-            except subprocess.TimeoutExpired:
-                archiver.kill()
-        archiver_log.close()
+        stop_archiver(archiver)
         sandbox.stop(work / "sandbox")
         shutil.rmtree(work, ignore_errors=True)
 

@@ -35,25 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from common import log, pgbench_database, start_archiver, stop_archiver, wait_until  # scripts/bench/common.py
 
 from ybrewind import sandbox
-from ybrewind.archive.repo import Repository
 from ybrewind.ysql.pgoutput import lsn_to_str, str_to_lsn
 
 TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history", "bench_marker"]
-
-
-def log(message: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
-def wait_until(what: str, check: object, timeout: float, interval: float = 0.05) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return time.monotonic()
-        time.sleep(interval)
-    raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
 
 
 def one(conn: psycopg.Connection, query: str, params: list[object] | None = None) -> object:
@@ -98,22 +85,11 @@ def main() -> None:
     src, sub, restored = sb.url("src"), sb.url("sub"), sb.url("restored")
     repo_dir = work / "repo"
     archiver: subprocess.Popen[bytes] | None = None
-    archiver_log = open(work / "archiver.log", "wb")  # noqa: SIM115 - closed in finally
     try:
         with psycopg.connect(sb.url(), autocommit=True) as c:
             c.execute("CREATE DATABASE src")
             c.execute("CREATE DATABASE sub")
-        log(f"pgbench -i -s {args.scale}")
-        subprocess.run(
-            [str(bin_ / "pgbench"), "-i", "-q", "-s", str(args.scale), "src"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        conn = psycopg.connect(src, autocommit=True)
-        conn.execute("CREATE TABLE bench_marker (id int PRIMARY KEY, at timestamptz NOT NULL)")
-        conn.execute("VACUUM ANALYZE")
+        conn = pgbench_database(bin_, env, "src", src, args.scale)
 
         log("native subscriber: publication, slot, copy of the tables, disabled subscription")
         conn.execute(f"CREATE PUBLICATION bench FOR TABLE {', '.join(TABLES)}")
@@ -137,23 +113,7 @@ def main() -> None:
         origin = "pg_" + str(one(sub_conn, "SELECT oid FROM pg_subscription WHERE subname = 'bench_sub'"))
 
         log("starting the archiver; waiting for its first base backup")
-        archiver = subprocess.Popen(
-            [ybrewind, "archive", "start", "-q", src, str(repo_dir), "--segment-age", "5"],
-            env=env,
-            stdout=archiver_log,
-            stderr=subprocess.STDOUT,
-        )
-        repo = Repository.open(str(repo_dir))
-
-        def started() -> bool:
-            if archiver.poll() is not None:
-                raise SystemExit(
-                    f"bench: the archiver exited with {archiver.returncode}: "
-                    + (work / "archiver.log").read_text()[-2000:]
-                )
-            return bool((repo.status() or {}).get("running"))
-
-        wait_until("the archiver's first base backup", started, 600)
+        archiver, repo = start_archiver(ybrewind, src, repo_dir, 5, env, work / "archiver.log")
 
         log(
             f"pgbench -n -b {args.builtin} -c {args.clients} -j {args.threads} -t {per_client} ({per_client * args.clients:,} tx)"
@@ -301,13 +261,7 @@ def main() -> None:
             f"{'met' if replay_rate >= native_rate else 'NOT met'}."
         )
     finally:
-        if archiver is not None and archiver.poll() is None:
-            archiver.send_signal(signal.SIGTERM)
-            try:
-                archiver.wait(60)
-            except subprocess.TimeoutExpired:
-                archiver.kill()
-        archiver_log.close()
+        stop_archiver(archiver)
         sandbox.stop(work / "sandbox")
         shutil.rmtree(work, ignore_errors=True)
 
