@@ -12,6 +12,7 @@ slot and drops what the repository already has (idempotent by commit LSN).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -32,31 +33,99 @@ from ybrewind.progress import Progress
 from ybrewind.ysql import pgoutput as po
 from ybrewind.ysql.catalog import Filters
 from ybrewind.ysql.dump import DumpOptions, dump
-from ybrewind.ysql.stream import Keepalive, ReplicationConnection, XLogData, translate
+from ybrewind.ysql.stream import (
+    CreatedSlot,
+    Keepalive,
+    ReplicationConnection,
+    XLogData,
+    hybrid_time_to_unix_us,
+    is_hybrid_time_snapshot,
+    translate,
+)
 
 DDL_SCHEMA = "ybrewind"
 DDL_TABLE = "ddl_log"
+# Tag of the DDL log entry left when capturing a statement failed (see log_ddl below).
+CAPTURE_FAILED = "ybrewind:capture-failed"
 DDL_CAPTURE_SQL = f"""
 CREATE SCHEMA IF NOT EXISTS {DDL_SCHEMA};
 CREATE TABLE IF NOT EXISTS {DDL_SCHEMA}.{DDL_TABLE} (
-    id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), xid bigint NOT NULL,
+    id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), pid int, statement_at timestamptz,
     tag text NOT NULL, command text NOT NULL, search_path text NOT NULL
 );
-CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS pid int;
+ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS statement_at timestamptz;
+ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} DROP COLUMN IF EXISTS xid;
+CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
     -- One entry per top-level statement: a statement fires ddl_command_end once per command it runs
-    -- (and sql_drop too), but is replayed once.
-    IF EXISTS (SELECT 1 FROM {DDL_SCHEMA}.{DDL_TABLE} WHERE xid = txid_current() AND command = current_query()) THEN
+    -- (and sql_drop too), but is replayed once. The statement is told apart by its backend and start
+    -- time: txid_current() does not exist on YugabyteDB (docs: develop/change-data-capture/
+    -- using-logical-replication/_index.md, Limitations).
+    IF EXISTS (SELECT 1 FROM {DDL_SCHEMA}.{DDL_TABLE} WHERE pid = pg_backend_pid()
+               AND statement_at = statement_timestamp() AND command = current_query()) THEN
         RETURN;
     END IF;
-    INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (xid, tag, command, search_path)
-    VALUES (txid_current(), tg_tag, current_query(), current_setting('search_path'));
+    INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
+    VALUES (pg_backend_pid(), statement_timestamp(), tg_tag, current_query(), current_setting('search_path'));
+EXCEPTION WHEN OTHERS THEN
+    -- An error here would abort the user's DDL. Let the DDL run, and leave a marker that the archive
+    -- turns into a gap every restore past this point reports.
+    BEGIN
+        INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
+        VALUES (pg_backend_pid(), statement_timestamp(), '{CAPTURE_FAILED}', tg_tag || ': ' || SQLERRM, '');
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
+    RAISE WARNING 'ybrewind could not record % (%): restores past this point will lack it', tg_tag, SQLERRM;
 END $$;
+REVOKE ALL ON FUNCTION {DDL_SCHEMA}.log_ddl() FROM PUBLIC;
 DROP EVENT TRIGGER IF EXISTS ybrewind_ddl_end;
 CREATE EVENT TRIGGER ybrewind_ddl_end ON ddl_command_end EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
 DROP EVENT TRIGGER IF EXISTS ybrewind_sql_drop;
 CREATE EVENT TRIGGER ybrewind_sql_drop ON sql_drop EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
 """
+
+# YugabyteDB: replica identities in pg_class.relreplident. 'c' is YB's CHANGE, its default for new
+# tables, which pgoutput refuses ("replica identity CHANGE ... is not supported for output plugin
+# pgoutput": ValidateReplicaIdentities in src/postgres/src/backend/replication/logical/
+# yb_virtual_wal_client.c). DEFAULT is the one the archive supports there: YB sends every column of
+# the new row and no before image (TestPgReplicationSlot.java), and as every streamed YB table has a
+# primary key (below) the key locates the row. FULL is not used on YB: its before image is all NULL
+# for rows written earlier in the same transaction (same test), so it cannot locate a row.
+YB_SUPPORTED_IDENTITY = "d"
+YB_IDENTITY_NAMES = {"c": "CHANGE", "d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "INDEX"}
+
+
+def yb_gaps_for_ddl(tag: str, command: str) -> list[list[str]]:
+    """What a YugabyteDB change stream misses around one captured DDL statement, as GAP records
+    ``[kind, detail]`` the archive stores next to the DDL and restores report.
+
+    - a table created after the slot is streamed only once the publication's table list is
+      refreshed, every cdcsdk_publication_list_refresh_interval_secs (default 900 s): rows written
+      before that are missing (docs: develop/change-data-capture/using-logical-replication/
+      advanced-topic.md, "YugabyteDB semantics"; yb_virtual_wal_client.c, YBCReadRecord
+      needs_publication_table_list_refresh);
+    - DROP TABLE and table rewrites such as ALTER ... TYPE are not supported by CDC once a slot
+      exists (same docs, _index.md, Limitations).
+    """
+    words = " ".join(command.split()).upper()
+    if tag in ("CREATE TABLE", "CREATE TABLE AS", "SELECT INTO"):
+        return [["new-table", f"{tag} after the slot was created ({_short(command)}): rows written before "
+                 "the next publication refresh (cdcsdk_publication_list_refresh_interval_secs) are not archived"]]
+    if tag == "DROP TABLE":
+        return [["unsupported-ddl", f"DROP TABLE is not supported by YugabyteDB CDC once a slot exists "
+                 f"({_short(command)})"]]
+    if tag == "ALTER TABLE" and re.search(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b", words):
+        return [["unsupported-ddl", f"ALTER TABLE rewriting a column type is not supported by YugabyteDB CDC "
+                 f"({_short(command)})"]]
+    return []
+
+
+def _short(command: str, limit: int = 80) -> str:
+    one_line = " ".join(command.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."
 
 
 @dataclass
@@ -85,11 +154,20 @@ class ArchiveResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def source_identity(conn: psycopg.Connection) -> dict[str, Any]:
+def source_identity(conn: psycopg.Connection, slot: str | None = None) -> dict[str, Any]:
+    """What identifies the archived database: on PostgreSQL the cluster's system identifier; on
+    YugabyteDB, which has neither pg_control_system() nor IDENTIFY_SYSTEM (docs: develop/
+    change-data-capture/using-logical-replication/_index.md, Limitations), the UUID of the
+    repository's CDC stream, pg_replication_slots.yb_stream_id (docs: .../monitor.md), which the
+    cluster generates and no other cluster has. None until that slot exists."""
     version = conn.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
     is_yb = "-YB-" in version
+    system_id: str | None
     if is_yb:
-        system_id = "yugabyte"  # YB has no pg_control_system(); the database name identifies the source
+        row = conn.execute(
+            "SELECT yb_stream_id::text FROM pg_replication_slots WHERE slot_name = %s", [slot or ""]
+        ).fetchone()
+        system_id = f"yb-stream:{row[0]}" if row and row[0] else None
     else:
         system_id = str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])  # type: ignore[index]
     return {
@@ -97,33 +175,18 @@ def source_identity(conn: psycopg.Connection) -> dict[str, Any]:
         "database": conn.info.dbname,
         "dialect": "yugabyte" if is_yb else "postgres",
         "server_version": version,
+        "server_version_num": conn.info.server_version,
     }
 
 
 def check_source(conn: psycopg.Connection, endpoint: PgEndpoint) -> None:
-    """Refuse sources that cannot do logical replication, with the reason in one line."""
-    row = conn.execute(
-        "SELECT current_setting('wal_level'), r.rolreplication OR r.rolsuper, "
-        "current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots) "
-        "FROM pg_roles r WHERE r.rolname = current_user"
-    ).fetchone()
-    assert row is not None
-    wal_level, can_replicate, max_slots, used = row
-    is_yb = "-YB-" in str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
-    if wal_level != "logical" and not is_yb:  # YugabyteDB's CDC does not use wal_level
-        raise UsageError(
-            f"{endpoint.display()} has wal_level={wal_level}; archiving needs wal_level=logical "
-            "(ALTER SYSTEM SET wal_level = logical, then restart the server)"
-        )
-    if not can_replicate:
-        raise UsageError(
-            f"role {conn.info.user} on {endpoint.display()} lacks the REPLICATION privilege "
-            f"(ALTER ROLE {conn.info.user} REPLICATION)"
-        )
-    if used >= max_slots:
-        raise UsageError(
-            f"{endpoint.display()} has no free replication slot ({used} of max_replication_slots={max_slots} in use)"
-        )
+    """Refuse sources that cannot be archived, with the reason in one line (the checks of
+    ``ybrewind check``)."""
+    from ybrewind.check import archive_blockers
+
+    blockers = archive_blockers(conn)
+    if blockers:
+        raise UsageError(f"{endpoint.display()}: {blockers[0]}")
 
 
 def tables_without_key(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -198,6 +261,8 @@ class Archiver:
         self.received = 0
         self.idle_candidate = 0  # a position with nothing before it left to archive
         self.last_commit_us: int | None = None
+        self.unstreamed: list[str] = []  # YugabyteDB tables the stream leaves out
+        self.yugabyte = False
 
     # -- setup --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ArchiveResult:
@@ -206,10 +271,10 @@ class Archiver:
         try:
             try:
                 check_source(conn, self.source)
-                identity = source_identity(conn)
+                info = self.repo.info()
+                identity = source_identity(conn, info.slot if info else None)
             except psycopg.Error as e:
                 raise translate(e, f"checking {self.source.display()}") from None
-            info = self.repo.info()
             if info is not None:
                 self._check_same_source(info, identity)
             with self.repo.lock(self.owner) as lock:
@@ -229,6 +294,10 @@ class Archiver:
     def _check_same_source(self, info: fmt.RepositoryInfo, identity: dict[str, Any]) -> None:
         mine = (info.source.get("system_identifier"), info.source.get("database"))
         theirs = (identity["system_identifier"], identity["database"])
+        if (identity["dialect"] == "yugabyte" and theirs[0] is None) or mine[0] == "yugabyte":
+            # YugabyteDB without the repository's slot (resuming reports it) or a repository from
+            # before the stream id was recorded: only the database can be compared.
+            mine, theirs = (None, mine[1]), (None, theirs[1])
         if mine != theirs:
             raise UsageError(
                 f"repository {self.repo.url} archives database {mine[1]!r} of system {mine[0]}, "
@@ -236,46 +305,50 @@ class Archiver:
             )
 
     def _first_start(self, conn: psycopg.Connection, identity: dict[str, Any]) -> fmt.RepositoryInfo:
-        ddl_capture = self._install(conn)
+        yugabyte = identity["dialect"] == "yugabyte"
+        ddl_capture = self._install(conn, yugabyte)
         repl = ReplicationConnection(self.source)
         try:
             exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [self.opt.slot]).fetchone()
             if exists:
                 # A slot without a repository: a first start that died before its base backup was stored.
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [self.opt.slot])
-            mode = "USE_SNAPSHOT" if identity["dialect"] == "yugabyte" else "EXPORT_SNAPSHOT"
-            slot = repl.create_slot(self.opt.slot, snapshot=mode)
+            if yugabyte:
+                slot = repl.create_slot_yugabyte(self.opt.slot)
+                lsn, time_us, stream_id = yb_slot_start(conn, slot)
+                identity = identity | {"system_identifier": f"yb-stream:{stream_id}"}
+            else:
+                slot = repl.create_slot(self.opt.slot, snapshot="EXPORT_SNAPSHOT")
+                lsn, time_us = slot.consistent_point, None
             self.progress.log(
-                f"created slot {slot.name} at {po.lsn_to_str(slot.consistent_point)}; "
-                "taking the first base backup in its snapshot"
+                f"created slot {slot.name} at {po.lsn_to_str(lsn)}; taking the first base backup in its snapshot"
             )
             self.result.base_backup = take_base_backup(
-                self.source, self.repo, slot.snapshot, slot.consistent_point, self.opt, self.progress, slot.name
+                self.source, self.repo, slot.snapshot, lsn, self.opt, self.progress, slot.name, time_us
             )
         finally:
             repl.close()  # ends the exported snapshot; the slot stays
-        info = fmt.RepositoryInfo(
-            identity | {"endpoint": self.source.display()},
-            self.opt.slot,
-            self.opt.publication,
-            datetime.now(UTC).isoformat(),
-            ddl_capture,
-        )
+        source = identity | {"endpoint": self.source.display()}
+        if self.unstreamed:
+            source["unstreamed_tables"] = self.unstreamed
+        info = fmt.RepositoryInfo(source, self.opt.slot, self.opt.publication, datetime.now(UTC).isoformat(), ddl_capture)
         self.repo.write_info(info)
-        self.flushed = slot.consistent_point
+        self.flushed = lsn
         return info
 
-    def _install(self, conn: psycopg.Connection) -> str:
+    def _install(self, conn: psycopg.Connection, yugabyte: bool = False) -> str:
         """Publication, DDL capture, replica identity: whatever the role may do."""
-        missing = tables_without_key(conn)
-        for schema, name, _ in missing:
-            if self.opt.replica_identity_full:
-                conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name)))
-            else:
-                self._warn(
-                    f"table {schema}.{name} has no primary key or replica identity: with the archive's "
-                    "publication, UPDATE and DELETE on it fail on the source (use --replica-identity-full)"
-                )
+        if yugabyte:
+            self._yb_replica_identities(conn)
+        else:
+            for schema, name, _ in tables_without_key(conn):
+                if self.opt.replica_identity_full:
+                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, name)))
+                else:
+                    self._warn(
+                        f"table {schema}.{name} has no primary key or replica identity: with the archive's "
+                        "publication, UPDATE and DELETE on it fail on the source (use --replica-identity-full)"
+                    )
         superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]  # type: ignore[index]
         ddl_capture = "none"
         if superuser:
@@ -294,6 +367,36 @@ class Archiver:
             except psycopg.Error as e:
                 raise translate(e, f"creating publication {self.opt.publication}") from None
         return ddl_capture
+
+    def _yb_replica_identities(self, conn: psycopg.Connection) -> None:
+        """Before the slot exists: it freezes each table's replica identity at its creation (docs:
+        develop/change-data-capture/using-logical-replication/key-concepts.md, Replica identity), and
+        pgoutput refuses YB's default CHANGE (yb_virtual_wal_client.c, ValidateReplicaIdentities)."""
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname, c.relreplident, "
+            "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s) AND n.nspname NOT LIKE 'pg\\_%%' "
+            "ORDER BY 1, 2",
+            [DDL_SCHEMA],
+        ).fetchall()
+        for schema, name, ident, has_pk in rows:
+            if not has_pk:
+                # Left out of the stream (YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot,
+                # yb_virtual_wal_client.c): the base backup has its rows, the archive none of its changes.
+                self.unstreamed.append(f"{schema}.{name}")
+                self._warn(f"table {schema}.{name} has no primary key: YugabyteDB does not stream its changes; "
+                           "restores will report them missing")
+            elif ident != YB_SUPPORTED_IDENTITY:
+                try:
+                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY DEFAULT").format(sql.Identifier(schema, name)))
+                except psycopg.Error as e:
+                    raise UsageError(
+                        f"table {schema}.{name} has REPLICA IDENTITY {YB_IDENTITY_NAMES.get(ident, ident)}, which the "
+                        f"archive cannot use on YugabyteDB, and setting DEFAULT failed: "
+                        f"{translate(e, 'ALTER TABLE').args[0]} (run ALTER TABLE ... REPLICA IDENTITY DEFAULT as its owner)"
+                    ) from None
+                self.progress.log(f"{schema}.{name}: REPLICA IDENTITY {YB_IDENTITY_NAMES.get(ident, ident)} -> DEFAULT")
 
     def _resume(self, conn: psycopg.Connection, info: fmt.RepositoryInfo) -> int:
         segments = self.repo.segments()
@@ -328,7 +431,8 @@ class Archiver:
         repl = ReplicationConnection(self.source)
         self.stats_conn = conn
         try:
-            repl.start(info.slot, start_lsn, info.publication)
+            self.yugabyte = info.source.get("dialect") == "yugabyte"
+            repl.start(info.slot, start_lsn, info.publication, conn.info.server_version)
             last_data = last_status = time.monotonic()
             heartbeats = True
             self._write_status(running=True)
@@ -338,7 +442,7 @@ class Archiver:
                 if isinstance(msg, XLogData):
                     last_data = now
                     self.received = max(self.received, msg.end_lsn)
-                    self._handle(po.decode(msg.payload), msg)
+                    self._handle(po.decode(msg.payload, yugabyte=self.yugabyte), msg)
                 elif isinstance(msg, Keepalive):
                     self.received = max(self.received, msg.wal_end)
                     if self.open is None and not self.pending:
@@ -401,7 +505,7 @@ class Archiver:
             rel = self.relations[m.relid]
             if rel.namespace == DDL_SCHEMA and rel.name == DDL_TABLE:
                 row = dict(zip([c.name for c in rel.columns], m.new, strict=True))
-                return ["DDL", row["tag"], row["command"], row["search_path"]]
+                return self._ddl_change(str(row["tag"]), str(row["command"]), str(row["search_path"]))
             self._use(m.relid)
             return ["I", m.relid, _tuple(m.new)]
         if isinstance(m, po.Update):
@@ -415,6 +519,24 @@ class Archiver:
                 self._use(relid)
             return ["T", list(m.relids), m.cascade, m.restart_identity]
         return None
+
+    def _ddl_change(self, tag: str, command: str, search_path: str) -> list[Any] | None:
+        """A captured statement; GAP records (what the archive cannot reproduce) follow it in the
+        same transaction, so a restore past that commit knows."""
+        assert self.open is not None
+        if tag == CAPTURE_FAILED:
+            gaps = [["ddl-not-captured", f"a DDL statement could not be recorded ({_short(command)})"]]
+            change = None
+        else:
+            gaps = yb_gaps_for_ddl(tag, command) if self.yugabyte else []
+            change = ["DDL", tag, command, search_path]
+        for kind, detail in gaps:
+            self._warn(f"archive gap: {detail}")
+            if change is not None:
+                self.open.changes.append(change)
+                change = None
+            self.open.changes.append(["GAP", kind, detail])
+        return change
 
     def _use(self, relid: int) -> None:
         if relid not in self.pending_relations:
@@ -487,6 +609,32 @@ class Archiver:
         self.progress.warn(message)
 
 
+def yb_slot_start(conn: psycopg.Connection, slot: CreatedSlot) -> tuple[int, int, str]:
+    """(LSN, Unix µs, stream id) where a new YugabyteDB slot's stream begins.
+
+    CREATE_REPLICATION_SLOT answers 0/0 as its consistent point on YugabyteDB
+    (src/postgres/src/backend/replication/walsender.c, CreateReplicationSlot: "Send 0/0 as the
+    consistent wal location"); the slot's confirmed_flush_lsn is where its stream starts, and
+    yb_restart_commit_ht the hybrid time of that point, usable for the consistent snapshot (docs:
+    develop/change-data-capture/using-logical-replication/monitor.md, pg_replication_slots;
+    advanced-topic.md, Initial snapshot). The base backup's time is that hybrid time, never the
+    local clock, so it is never picked for a target time it is newer than.
+    """
+    row = conn.execute(
+        "SELECT confirmed_flush_lsn::text, yb_restart_commit_ht, yb_stream_id::text "
+        "FROM pg_replication_slots WHERE slot_name = %s",
+        [slot.name],
+    ).fetchone()
+    if row is None:
+        raise DatabaseError(f"replication slot {slot.name} was created but pg_replication_slots does not list it")
+    confirmed, restart_ht, stream_id = row
+    lsn = po.str_to_lsn(confirmed) if confirmed else slot.consistent_point
+    ht = int(slot.snapshot) if is_hybrid_time_snapshot(slot.snapshot) else restart_ht
+    if ht is None:
+        raise DatabaseError(f"replication slot {slot.name} reports no snapshot hybrid time (yb_restart_commit_ht)")
+    return lsn, hybrid_time_to_unix_us(int(ht)), str(stream_id)
+
+
 def take_base_backup(
     source: PgEndpoint,
     repo: Repository,
@@ -495,8 +643,10 @@ def take_base_backup(
     opt: ArchiveOptions,
     progress: Progress,
     slot: str,
+    time_us: int | None = None,
 ) -> str:
-    """Dump ``source`` in ``snapshot`` and store it as a base backup at ``lsn``."""
+    """Dump ``source`` in ``snapshot`` and store it as a base backup at ``lsn``. ``time_us``: the
+    snapshot's exact time when the server told it (YugabyteDB), else the dump's own reading."""
     with tempfile.TemporaryDirectory(prefix="ybrewind-base-") as tmp:
         out = Path(tmp) / "dump"
         options = DumpOptions(
@@ -506,7 +656,8 @@ def take_base_backup(
             filters=Filters(exclude_schemas=[DDL_SCHEMA]),
         )
         result = dump(source, out, options, progress)
-        time_us = int(datetime.fromisoformat(result.snapshot["time"]).timestamp() * 1e6)
+        if time_us is None:
+            time_us = int(datetime.fromisoformat(result.snapshot["time"]).timestamp() * 1e6)
         info = fmt.BaseBackupInfo(fmt.base_name(lsn, time_us), lsn, time_us, [], result.rows, result.bytes, slot)
         repo.put_base_backup(out, info)
     return info.name

@@ -179,8 +179,17 @@ def pg_time_to_unix_us(pg_us: int) -> int:
     return pg_us + PG_EPOCH_US
 
 
-def decode(buf: bytes) -> Message:
-    """Decode one pgoutput message (the payload of an XLogData 'w' message)."""
+def _carries_values(values: list[Value]) -> bool:
+    return any(v is not None and v is not UNCHANGED for v in values)
+
+
+def decode(buf: bytes, *, yugabyte: bool = False) -> Message:
+    """Decode one pgoutput message (the payload of an XLogData 'w' message).
+
+    ``yugabyte``: the stream comes from YugabyteDB, whose UPDATE never changes a key (primary-key
+    updates stream as DELETE + INSERT: src/postgres/src/backend/replication/logical/yb_decode.c,
+    YBDecodeUpdate), so an old tuple without a single value is "no before image", never a row.
+    """
     r = _Reader(buf)
     kind = chr(r.byte())
     try:
@@ -211,9 +220,21 @@ def decode(buf: bytes) -> Message:
             if marker == "O":
                 old = r.tuple_data()
                 marker = chr(r.byte())
+                # YugabyteDB under FULL: a row inserted and updated in one transaction comes with an
+                # all-NULL before image (TestPgReplicationSlot.java, "All columns for before image
+                # in FULL come out as null"). On PostgreSQL that would be a real all-NULL row.
+                if yugabyte and not _carries_values(old):
+                    old = None
             elif marker == "K":
                 key = r.tuple_data()
                 marker = chr(r.byte())
+                # A key tuple without any value is YugabyteDB's "no before image": all NULL under
+                # DEFAULT (TestPgReplicationSlot.java: "No before image in DEFAULT, so all columns
+                # come as NULL"), all unchanged ('u') under CHANGE ("No before image in CHANGE, so
+                # all columns come as Toasted"). A real old key is never NULL: PostgreSQL requires
+                # key and replica-identity-index columns to be NOT NULL.
+                if not _carries_values(key):
+                    key = None
             if marker != "N":
                 raise DecodeError("update without new tuple")
             return Update(relid, old, key, r.tuple_data())

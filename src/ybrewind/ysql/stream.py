@@ -83,19 +83,41 @@ class ReplicationConnection:
         return str(sysid), int(tli or 0), str_to_lsn(str(xlogpos)), str(dbname)
 
     def create_slot(self, name: str, *, temporary: bool = False, snapshot: str = "EXPORT_SNAPSHOT") -> CreatedSlot:
-        """``snapshot``: EXPORT_SNAPSHOT (PostgreSQL), USE_SNAPSHOT (YugabyteDB: its name is read
-        through yb_read_time) or NOEXPORT_SNAPSHOT."""
+        """``snapshot``: EXPORT_SNAPSHOT (PostgreSQL), USE_SNAPSHOT or NOEXPORT_SNAPSHOT."""
         command = slot_command(name, temporary, snapshot)
         slot, point, snapshot, _plugin = self._command(command.as_bytes(self.conn))[0]
         return CreatedSlot(str(slot), str_to_lsn(str(point)), snapshot)
 
-    def drop_slot(self, name: str) -> None:
-        self._command(sql.SQL("DROP_REPLICATION_SLOT {} WAIT").format(sql.Identifier(name)).as_bytes(self.conn))
+    def create_slot_yugabyte(self, name: str) -> CreatedSlot:
+        """A YugabyteDB slot with the snapshot its base backup must read.
 
-    def start(self, slot: str, start_lsn: int, publication: str, messages: bool = True) -> None:
-        options = sql.SQL("proto_version '1', publication_names {}").format(sql.Literal(publication))
-        if messages:
-            options += sql.SQL(", messages 'true'")
+        Releases without ``ysql_enable_pg_export_snapshot`` refuse EXPORT_SNAPSHOT and answer
+        USE_SNAPSHOT outside a transaction with the snapshot's hybrid time as its name
+        (src/postgres/src/backend/replication/walsender.c, CreateReplicationSlot: "Exporting
+        snapshot is not yet supported", snapshot_name = consistent_snapshot_time). With the flag on,
+        USE_SNAPSHOT must be the first command of a transaction (docs: api/ysql/the-sql-language/
+        statements/streaming-replication-protocol-statements create_replication_slot) and
+        EXPORT_SNAPSHOT returns a PostgreSQL-style snapshot id
+        (src/yb/integration-tests/upgrade-tests/cdc_upgrade-test.cc): so USE_SNAPSHOT is tried
+        alone first and EXPORT_SNAPSHOT second. Temporary slots do not exist on YugabyteDB
+        (walsender.c, issue #19263).
+        """
+        try:
+            return self.create_slot(name, snapshot="USE_SNAPSHOT")
+        except DatabaseError as first:
+            try:
+                return self.create_slot(name, snapshot="EXPORT_SNAPSHOT")
+            except DatabaseError as second:
+                raise DatabaseError(f"{first}; with EXPORT_SNAPSHOT: {second}") from None
+
+    def drop_slot(self, name: str, *, wait: bool = True) -> None:
+        # YugabyteDB refuses WAIT ("Waiting for a replication slot is not yet supported":
+        # src/postgres/src/backend/replication/walsender.c, DropReplicationSlot).
+        command = sql.SQL("DROP_REPLICATION_SLOT {}" + (" WAIT" if wait else "")).format(sql.Identifier(name))
+        self._command(command.as_bytes(self.conn))
+
+    def start(self, slot: str, start_lsn: int, publication: str, server_version_num: int = 150000) -> None:
+        options = start_options(publication, server_version_num)
         command = sql.SQL("START_REPLICATION SLOT {} LOGICAL {} ({})").format(
             sql.Identifier(slot), sql.SQL(lsn_to_str(start_lsn)), options
         )
@@ -142,6 +164,29 @@ class ReplicationConnection:
         """Standby status update. ``flushed`` must only cover what is durably archived."""
         self.pgconn.put_copy_data(b"r" + _STATUS.pack(written, flushed, flushed, _now_pg_us(), 1 if reply else 0))
         self.pgconn.flush()
+
+
+def start_options(publication: str, server_version_num: int) -> sql.Composed:
+    """pgoutput options the server accepts. ``messages`` exists from PostgreSQL 14 on; older
+    pgoutput (PostgreSQL 11-based YugabyteDB up to 2024.2) fails on any option it does not know
+    ("unrecognized pgoutput option": parse_output_parameters in
+    src/postgres/src/backend/replication/pgoutput/pgoutput.c; the PG15-based file accepts it)."""
+    options = sql.SQL("proto_version '1', publication_names {}").format(sql.Literal(publication))
+    if server_version_num >= 140000:
+        options += sql.SQL(", messages 'true'")
+    return options
+
+
+def is_hybrid_time_snapshot(name: str | None) -> bool:
+    """YugabyteDB without snapshot export names a slot's snapshot by its hybrid time, in decimal
+    digits (src/yb/integration-tests/upgrade-tests/cdc_upgrade-test.cc, IsHybridTimeFormat)."""
+    return bool(name) and str(name).isdigit()
+
+
+def hybrid_time_to_unix_us(ht: int) -> int:
+    """A YugabyteDB hybrid time is microseconds << 12 | a 12-bit logical counter
+    (src/yb/common/hybrid_time.h, kBitsForLogicalComponent = 12)."""
+    return ht >> 12
 
 
 def slot_command(name: str, temporary: bool, snapshot: str) -> sql.Composed:
