@@ -56,25 +56,28 @@ CREATE TABLE IF NOT EXISTS {DDL_SCHEMA}.{DDL_TABLE} (
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS pid int;
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS statement_at timestamptz;
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} DROP COLUMN IF EXISTS xid;
-CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog AS $$
+-- SECURITY DEFINER: the log belongs to the superuser who installed it, and DDL run by any other role
+-- must be recorded too. No SET search_path: the entry records the caller's; every name is qualified.
+CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     -- One entry per top-level statement: a statement fires ddl_command_end once per command it runs
     -- (and sql_drop too), but is replayed once. The statement is told apart by its backend and start
     -- time: txid_current() does not exist on YugabyteDB (docs: develop/change-data-capture/
     -- using-logical-replication/_index.md, Limitations).
-    IF EXISTS (SELECT 1 FROM {DDL_SCHEMA}.{DDL_TABLE} WHERE pid = pg_backend_pid()
-               AND statement_at = statement_timestamp() AND command = current_query()) THEN
+    IF EXISTS (SELECT 1 FROM {DDL_SCHEMA}.{DDL_TABLE} WHERE pid = pg_catalog.pg_backend_pid()
+               AND statement_at = pg_catalog.statement_timestamp() AND command = pg_catalog.current_query()) THEN
         RETURN;
     END IF;
     INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
-    VALUES (pg_backend_pid(), statement_timestamp(), tg_tag, current_query(), current_setting('search_path'));
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.statement_timestamp(), tg_tag, pg_catalog.current_query(),
+            pg_catalog.current_setting('search_path'));
 EXCEPTION WHEN OTHERS THEN
     -- An error here would abort the user's DDL. Let the DDL run, and leave a marker that the archive
     -- turns into a gap every restore past this point reports.
     BEGIN
         INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
-        VALUES (pg_backend_pid(), statement_timestamp(), '{CAPTURE_FAILED}', tg_tag || ': ' || SQLERRM, '');
+        VALUES (pg_catalog.pg_backend_pid(), pg_catalog.statement_timestamp(), '{CAPTURE_FAILED}',
+                tg_tag || ': ' || SQLERRM, '');
     EXCEPTION WHEN OTHERS THEN
         NULL;
     END;

@@ -60,6 +60,7 @@ class RestoreResult:
     resumed: bool = False
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
+    gaps: list[str] = field(default_factory=list)  # what the archive could not reproduce (archiver GAP records)
 
 
 def _prepare_session(conn: psycopg.Connection) -> None:
@@ -80,11 +81,13 @@ class Restorer:
 
     def run(self) -> RestoreResult:
         started = time.monotonic()
-        self.repo.require_info()
+        info = self.repo.require_info()
         plan = pitr.plan(
             self.repo.base_backups(), self.repo.segments(), target_us=self.opt.target_us, target_lsn=self.opt.target_lsn
         )
         result = RestoreResult(self.repo.url, self.target.display(), plan.base.name)
+        for table in info.source.get("unstreamed_tables", []):
+            self._gap(result, f"{table} has no primary key: YugabyteDB did not stream its changes after the base backup")
         ensure_database(self.target)
         with self.target.connect() as conn:
             state = self._progress_state(conn, plan)
@@ -213,6 +216,9 @@ class Restorer:
         try:
             for tx, replay in self._transactions(plan, applier):
                 self.progress.advance(bar, 1)
+                for change in tx.changes if replay else ():
+                    if change[0] == "GAP":
+                        self._gap(result, f"at {pitr.to_iso(tx.commit_us)}: {change[2]}")
                 if not replay or tx.commit_lsn <= applied_lsn:
                     # Already in the base or applied before a restart: only relation shapes matter.
                     for change in tx.changes:
@@ -234,6 +240,10 @@ class Restorer:
         if last is not None:
             result.restored_to = pitr.to_iso(last.commit_us)
             result.last_lsn = f"{last.commit_lsn:X}"
+
+    def _gap(self, result: RestoreResult, message: str) -> None:
+        result.gaps.append(message)
+        self.progress.warn(f"the archive cannot reproduce this, the restore may differ from the source: {message}")
 
     def _apply_batch(
         self, conn: psycopg.Connection, net: NetBatch, batch: list[fmt.Transaction], result: RestoreResult
