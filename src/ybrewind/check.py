@@ -23,9 +23,15 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 YB_DEFAULT_HISTORY_RETENTION_S = 900
 # A conservative single-stream read rate for the dump-time estimate.
 DUMP_BYTES_PER_SECOND = 20 << 20
-# YSQL logical replication exists from v2024.1.1 (docs: develop/change-data-capture/
-# using-logical-replication, "Supported since"; shared/docs/yugabyte.md).
+# YSQL logical replication exists from stable v2024.1.1 (shared/docs/yugabyte.md, from the YB docs);
+# preview releases number 2.x (2.25 is PostgreSQL 15-based): 2.20, the stable series before 2024.1,
+# has none, so preview releases from 2.21 on are let through.
 YB_MIN_LOGICAL_REPLICATION = (2024, 1, 1)
+YB_MIN_PREVIEW_LOGICAL_REPLICATION = (2, 21)
+
+
+def yb_has_logical_replication(v: tuple[int, ...]) -> bool:
+    return v >= YB_MIN_LOGICAL_REPLICATION if v[0] >= 2000 else v >= YB_MIN_PREVIEW_LOGICAL_REPLICATION
 
 
 @dataclass
@@ -82,7 +88,7 @@ def ysql_checks(
     ybv = yb_version(version) if is_yb else None
     kind = f"YugabyteDB {'.'.join(map(str, ybv))}" if ybv else version.split(" on ")[0]
     server = Check("server", OK, f"{kind} (server_version_num {conn.info.server_version})")
-    if is_yb and ybv is not None and ybv < YB_MIN_LOGICAL_REPLICATION:
+    if is_yb and ybv is not None and not yb_has_logical_replication(ybv):
         server = Check("server", FAIL, f"{kind}: logical replication needs YugabyteDB 2024.1.1 or later", ["archive"])
     checks.append(server)
 
