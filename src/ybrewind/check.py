@@ -2,7 +2,7 @@
 
 One ``Check`` per question, each with a status (ok, warn, fail) and one line of detail; ``fail``
 means something a feature needs is missing. ``ybrewind check`` prints them, ``archive start``
-refuses on the ones archiving needs (``archive_blockers``). YugabyteDB facts are cited beside the
+refuses on the ones archiving needs (``archiver.check_source``). YugabyteDB facts are cited beside the
 checks that rely on them.
 """
 
@@ -229,18 +229,39 @@ def _retention_check(conn: psycopg.Connection, history_retention_s: int) -> Chec
     return Check("history_retention", OK, detail)
 
 
-def archive_blockers(conn: psycopg.Connection, repo_slot: str | None = None) -> list[str]:
-    """Failed checks that archiving needs, one line each."""
-    return [c.detail for c in ysql_checks(conn, repo_slot=repo_slot) if c.status == FAIL and "archive" in c.needed_by]
+def repository_checks(conn: psycopg.Connection, info: Any) -> list[Check]:
+    """Does an existing repository belong to this source, and is its slot still there?"""
+    checks = [
+        Check("repository", OK, f"archives database {info.source.get('database')!r}")
+        if info.source.get("database") == conn.info.dbname
+        else Check(
+            "repository", FAIL,
+            f"the repository archives database {info.source.get('database')!r}, not {conn.info.dbname!r}",
+            ["archive", "restore"],
+        )
+    ]
+    exists = _one(conn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [info.slot])
+    checks.append(
+        Check("repository_slot", OK, f"slot {info.slot} exists")
+        if exists
+        else Check("repository_slot", FAIL,
+                   f"slot {info.slot} is gone: the archive ends where it stopped; start a new repository",
+                   ["archive"])
+    )
+    return checks
 
 
-def check_ysql(
-    endpoint: PgEndpoint, repo_slot: str | None = None, history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S
+def check(
+    source: PgEndpoint, repo: Any = None, history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S
 ) -> CheckReport:
-    with endpoint.connect() as conn:
+    """Every check of ``source``; with ``repo`` (a Repository), also the repository's."""
+    info = repo.info() if repo is not None else None
+    with source.connect() as conn:
         try:
-            checks = ysql_checks(conn, repo_slot=repo_slot, history_retention_s=history_retention_s)
+            checks = ysql_checks(conn, repo_slot=info.slot if info else None, history_retention_s=history_retention_s)
+            if info is not None:
+                checks += repository_checks(conn, info)
         except psycopg.Error as e:
-            raise DatabaseError(f"checking {endpoint.display()}: {str(e).strip().splitlines()[0]}") from None
-    kind = "yugabyte" if "YugabyteDB" in checks[0].detail else "postgres"
-    return CheckReport(endpoint.display(), kind, checks)
+            raise DatabaseError(f"checking {source.display()}: {str(e).strip().splitlines()[0]}") from None
+    kind = "yugabyte" if checks[0].detail.startswith("YugabyteDB") else "postgres"
+    return CheckReport(source.display(), kind, checks)

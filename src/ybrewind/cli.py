@@ -359,6 +359,38 @@ def _require_api(repository: Any, api: str) -> None:
         raise UsageError(f"{repository.url} archives a {found.upper()} source: use a {want} endpoint with it")
 
 
+@cli.command("check")
+@click.argument("source")
+@click.option("--repo", help="A repository to check against SOURCE (directory or s3://bucket/prefix).")
+@click.option(
+    "--yb-history-retention", type=int, default=900, show_default=True,
+    help="YugabyteDB: timestamp_history_retention_interval_sec of the cluster, in seconds.",
+)
+@repo_options
+@common_options
+def check_command(
+    source: str,
+    repo: str | None,
+    yb_history_retention: int,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Preflight: will dump, archive, restore and clone work on SOURCE, and if not, why.
+
+    One line per check (ok, warn, fail); exit code 1 when something required is missing.
+    """
+    from ybrewind import check as chk
+
+    repository = _repository(repo, endpoint_url, region, profile) if repo else None
+    report = chk.check(PgEndpoint.parse(source), repository, yb_history_retention)
+    _report(as_json, quiet and not as_json, report.to_dict(), "\n".join(c.line() for c in report.checks))
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.group("archive")
 def archive_group() -> None:
     """Continuous archiving of every committed change (the change log)."""

@@ -182,14 +182,20 @@ def source_identity(conn: psycopg.Connection, slot: str | None = None) -> dict[s
     }
 
 
-def check_source(conn: psycopg.Connection, endpoint: PgEndpoint) -> None:
-    """Refuse sources that cannot be archived, with the reason in one line (the checks of
-    ``ybrewind check``)."""
-    from ybrewind.check import archive_blockers
+def check_source(
+    conn: psycopg.Connection, endpoint: PgEndpoint, repo_slot: str | None = None, progress: Progress | None = None
+) -> None:
+    """The checks of ``ybrewind check``: refuse a source that cannot be archived, with the reason in
+    one line; pass the others' warnings on. ``repo_slot``: the slot of the repository resumed."""
+    from ybrewind.check import FAIL, WARN, ysql_checks
 
-    blockers = archive_blockers(conn)
-    if blockers:
-        raise UsageError(f"{endpoint.display()}: {blockers[0]}")
+    checks = ysql_checks(conn, repo_slot=repo_slot)
+    for c in checks:
+        if c.status == FAIL and "archive" in c.needed_by:
+            raise UsageError(f"{endpoint.display()}: {c.detail}")
+    for c in checks:
+        if c.status == WARN and progress is not None and c.name != "replica_identity":  # _install names each table
+            progress.warn(c.detail)
 
 
 def tables_without_key(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -273,8 +279,8 @@ class Archiver:
         conn = self.source.connect()
         try:
             try:
-                check_source(conn, self.source)
                 info = self.repo.info()
+                check_source(conn, self.source, info.slot if info else None, self.progress)
                 identity = source_identity(conn, info.slot if info else None)
             except psycopg.Error as e:
                 raise translate(e, f"checking {self.source.display()}") from None
@@ -680,7 +686,7 @@ def backup(
                 "(LSNs are per-slot counters); restart the archiver with a new repository instead"
             )
         Archiver(source, repo, opt)._check_same_source(info, identity)
-        check_source(conn, source)
+        check_source(conn, source)  # the temporary slot needs a free one
     repl = ReplicationConnection(source)
     try:
         name = f"ybrewind_backup_{os.getpid()}"
