@@ -99,24 +99,31 @@ def ysql_checks(
         # SET yb_read_time and yb_disable_catalog_version_check are superuser-only (docs: develop/
         # change-data-capture/using-logical-replication/advanced-topic.md, Permissions;
         # reference/configuration/yb-tserver.md, yb_disable_catalog_version_check Context superuser).
-        checks.append(Check(
-            "superuser", WARN,
-            f"{conn.info.user} is not a superuser: consistent YugabyteDB dumps and base backups need "
-            "SET yb_read_time (superuser only) unless ysql_enable_pg_export_snapshot is on; "
-            "DDL is not captured (event triggers need a superuser)",
-        ))
+        checks.append(
+            Check(
+                "superuser",
+                WARN,
+                f"{conn.info.user} is not a superuser: consistent YugabyteDB dumps and base backups need "
+                "SET yb_read_time (superuser only) unless ysql_enable_pg_export_snapshot is on; "
+                "DDL is not captured (event triggers need a superuser)",
+            )
+        )
     else:
-        checks.append(Check(
-            "superuser", WARN,
-            f"{conn.info.user} is not a superuser: DDL is not captured while archiving (event triggers need one)",
-        ))
+        checks.append(
+            Check(
+                "superuser",
+                WARN,
+                f"{conn.info.user} is not a superuser: DDL is not captured while archiving (event triggers need one)",
+            )
+        )
 
     can_replicate = _one(conn, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")
     checks.append(
         Check("replication", OK, f"{conn.info.user} may replicate")
         if can_replicate
         else Check(
-            "replication", FAIL,
+            "replication",
+            FAIL,
             f"role {conn.info.user} lacks the REPLICATION privilege (ALTER ROLE {conn.info.user} REPLICATION)",
             ["archive"],
         )
@@ -127,9 +134,12 @@ def ysql_checks(
         # (src/postgres/src/backend/replication/walsender.c, CreateReplicationSlot).
         enabled = _setting(conn, "yb_enable_replication_commands")
         checks.append(
-            Check("wal_level", FAIL,
-                  "yb_enable_replication_commands is off (yb-tserver flag ysql_yb_enable_replication_commands)",
-                  ["archive"])
+            Check(
+                "wal_level",
+                FAIL,
+                "yb_enable_replication_commands is off (yb-tserver flag ysql_yb_enable_replication_commands)",
+                ["archive"],
+            )
             if enabled == "off"
             else Check("wal_level", OK, "YugabyteDB logical replication (no wal_level)")
         )
@@ -139,7 +149,8 @@ def ysql_checks(
             Check("wal_level", OK, "wal_level=logical")
             if wal_level == "logical"
             else Check(
-                "wal_level", FAIL,
+                "wal_level",
+                FAIL,
                 f"wal_level={wal_level}; archiving needs wal_level=logical "
                 "(ALTER SYSTEM SET wal_level = logical, then restart the server)",
                 ["archive"],
@@ -154,9 +165,14 @@ def ysql_checks(
     if own:
         checks.append(Check("slots", OK, f"the repository's slot {repo_slot} exists ({used} of {max_slots} in use)"))
     elif max_slots and used >= max_slots:
-        checks.append(Check(
-            "slots", FAIL, f"no free replication slot ({used} of max_replication_slots={max_slots} in use)", ["archive"]
-        ))
+        checks.append(
+            Check(
+                "slots",
+                FAIL,
+                f"no free replication slot ({used} of max_replication_slots={max_slots} in use)",
+                ["archive"],
+            )
+        )
     else:
         checks.append(Check("slots", OK, f"{used} of max_replication_slots={max_slots} in use"))
 
@@ -181,21 +197,32 @@ def _identity_check(conn: psycopg.Connection, is_yb: bool) -> Check:
         no_pk = [f"{s}.{t}" for s, t, _, pk in rows if not pk]
         not_default = [f"{s}.{t}" for s, t, ident, pk in rows if pk and ident != "d"]
         if no_pk:
-            return Check("replica_identity", WARN,
-                         f"{len(no_pk)} table(s) without a primary key are not streamed by YugabyteDB; restores "
-                         f"report their changes as missing: {', '.join(no_pk[:5])}")
+            return Check(
+                "replica_identity",
+                WARN,
+                f"{len(no_pk)} table(s) without a primary key are not streamed by YugabyteDB; restores "
+                f"report their changes as missing: {', '.join(no_pk[:5])}",
+            )
         if not_default:
-            return Check("replica_identity", WARN,
-                         f"{len(not_default)} table(s) not in REPLICA IDENTITY DEFAULT (pgoutput refuses YB's "
-                         f"default CHANGE); archive start sets DEFAULT before creating its slot: "
-                         f"{', '.join(not_default[:5])}")
-        return Check("replica_identity", OK, f"{len(rows)} table(s), all with a primary key and REPLICA IDENTITY DEFAULT")
+            return Check(
+                "replica_identity",
+                WARN,
+                f"{len(not_default)} table(s) not in REPLICA IDENTITY DEFAULT (pgoutput refuses YB's "
+                f"default CHANGE); archive start sets DEFAULT before creating its slot: "
+                f"{', '.join(not_default[:5])}",
+            )
+        return Check(
+            "replica_identity", OK, f"{len(rows)} table(s), all with a primary key and REPLICA IDENTITY DEFAULT"
+        )
     unkeyed = [f"{s}.{t}" for s, t, ident, pk in rows if not pk and ident in ("d", "n")]
     if unkeyed:
-        return Check("replica_identity", WARN,
-                     f"{len(unkeyed)} table(s) without a primary key or replica identity: with the archive's "
-                     f"publication UPDATE/DELETE on them fail (archive start --replica-identity-full): "
-                     f"{', '.join(unkeyed[:5])}")
+        return Check(
+            "replica_identity",
+            WARN,
+            f"{len(unkeyed)} table(s) without a primary key or replica identity: with the archive's "
+            f"publication UPDATE/DELETE on them fail (archive start --replica-identity-full): "
+            f"{', '.join(unkeyed[:5])}",
+        )
     return Check("replica_identity", OK, f"{len(rows)} table(s) can be replicated")
 
 
@@ -203,12 +230,15 @@ def estimated_bytes(conn: psycopg.Connection) -> int:
     """The database's user data size. On YugabyteDB pg_relation_size() reads no local files and is
     0; pg_table_size() asks DocDB (YBCPgGetTableDiskSize) and is NULL for colocated tables
     (src/postgres/src/backend/utils/adt/dbsize.c, calculate_table_size)."""
-    return int(_one(
-        conn,
-        "SELECT coalesce(sum(coalesce(pg_table_size(c.oid), 0)), 0) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'",
-    ) or 0)
+    return int(
+        _one(
+            conn,
+            "SELECT coalesce(sum(coalesce(pg_table_size(c.oid), 0)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'",
+        )
+        or 0
+    )
 
 
 def estimated_dump_seconds(total_bytes: int, jobs: int = 2) -> float:
@@ -219,11 +249,14 @@ def _retention_check(conn: psycopg.Connection, history_retention_s: int) -> Chec
     """Reads pinned to one time (yb_read_time) fail once the time is older than
     timestamp_history_retention_interval_sec (docs: manage/backup-restore/time-travel-query.md)."""
     seconds = estimated_dump_seconds(estimated_bytes(conn))
-    detail = (f"estimated dump time {seconds:.0f} s vs history retention {history_retention_s} s "
-              "(timestamp_history_retention_interval_sec; pass --yb-history-retention if changed)")
+    detail = (
+        f"estimated dump time {seconds:.0f} s vs history retention {history_retention_s} s "
+        "(timestamp_history_retention_interval_sec; pass --yb-history-retention if changed)"
+    )
     if seconds >= history_retention_s:
-        return Check("history_retention", FAIL, detail + ": a dump pinned to one time would fail midway",
-                     ["dump", "archive"])
+        return Check(
+            "history_retention", FAIL, detail + ": a dump pinned to one time would fail midway", ["dump", "archive"]
+        )
     if seconds >= history_retention_s / 2:
         return Check("history_retention", WARN, detail)
     return Check("history_retention", OK, detail)
@@ -235,7 +268,8 @@ def repository_checks(conn: psycopg.Connection, info: Any) -> list[Check]:
         Check("repository", OK, f"archives database {info.source.get('database')!r}")
         if info.source.get("database") == conn.info.dbname
         else Check(
-            "repository", FAIL,
+            "repository",
+            FAIL,
             f"the repository archives database {info.source.get('database')!r}, not {conn.info.dbname!r}",
             ["archive", "restore"],
         )
@@ -244,9 +278,12 @@ def repository_checks(conn: psycopg.Connection, info: Any) -> list[Check]:
     checks.append(
         Check("repository_slot", OK, f"slot {info.slot} exists")
         if exists
-        else Check("repository_slot", FAIL,
-                   f"slot {info.slot} is gone: the archive ends where it stopped; start a new repository",
-                   ["archive"])
+        else Check(
+            "repository_slot",
+            FAIL,
+            f"slot {info.slot} is gone: the archive ends where it stopped; start a new repository",
+            ["archive"],
+        )
     )
     return checks
 

@@ -363,7 +363,10 @@ def _require_api(repository: Any, api: str) -> None:
 @click.argument("source")
 @click.option("--repo", help="A repository to check against SOURCE (directory or s3://bucket/prefix).")
 @click.option(
-    "--yb-history-retention", type=int, default=900, show_default=True,
+    "--yb-history-retention",
+    type=int,
+    default=900,
+    show_default=True,
     help="YugabyteDB: timestamp_history_retention_interval_sec of the cluster, in seconds.",
 )
 @repo_options

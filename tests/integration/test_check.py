@@ -39,7 +39,12 @@ def test_postgres_ready(pg: PgServer, db: str, capsys: pytest.CaptureFixture[str
     report = json.loads(out)
     assert report["ok"] and report["kind"] == "postgres"
     assert statuses(out) == {
-        "server": "ok", "superuser": "ok", "replication": "ok", "wal_level": "ok", "slots": "ok", "replica_identity": "ok"
+        "server": "ok",
+        "superuser": "ok",
+        "replication": "ok",
+        "wal_level": "ok",
+        "slots": "ok",
+        "replica_identity": "ok",
     }
 
 
@@ -79,8 +84,9 @@ def test_wal_level_replica_and_no_free_slot(misconfigured: sandbox.Sandbox, caps
     assert "wal_level=replica" in out and "no free replication slot (1 of max_replication_slots=1 in use)" in out
 
 
-def test_archive_start_runs_the_same_checks(misconfigured: sandbox.Sandbox, capsys: pytest.CaptureFixture[str],
-                                            tmp_path: Path) -> None:
+def test_archive_start_runs_the_same_checks(
+    misconfigured: sandbox.Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, _, err = run_cli(capsys, "archive", "start", "-q", misconfigured.url(), str(tmp_path / "r"))
     assert_one_line_error(code, err, "wal_level=replica")
 

@@ -11,9 +11,7 @@ from ybrewind.ysql.stream import hybrid_time_to_unix_us, is_hybrid_time_snapshot
 def test_messages_option_only_where_pgoutput_knows_it() -> None:
     # PostgreSQL 11-based YugabyteDB (2024.2 and earlier) rejects unknown pgoutput options.
     assert "messages" not in start_options("p", 110002).as_string(None)
-    assert start_options("p", 150002).as_string(None) == (
-        "proto_version '1', publication_names 'p', messages 'true'"
-    )
+    assert start_options("p", 150002).as_string(None) == ("proto_version '1', publication_names 'p', messages 'true'")
 
 
 def test_snapshot_name_forms() -> None:
@@ -81,4 +79,6 @@ def test_archiver_records_gaps_after_yugabyte_ddl() -> None:
 
 def test_archiver_turns_capture_failure_into_gap() -> None:
     changes = _archiver_receiving_ddl(False, "ybrewind:capture-failed", "ALTER TABLE: permission denied")
-    assert changes == [["GAP", "ddl-not-captured", "a DDL statement could not be recorded (ALTER TABLE: permission denied)"]]
+    assert changes == [
+        ["GAP", "ddl-not-captured", "a DDL statement could not be recorded (ALTER TABLE: permission denied)"]
+    ]

@@ -115,14 +115,24 @@ def yb_gaps_for_ddl(tag: str, command: str) -> list[list[str]]:
     """
     words = " ".join(command.split()).upper()
     if tag in ("CREATE TABLE", "CREATE TABLE AS", "SELECT INTO"):
-        return [["new-table", f"{tag} after the slot was created ({_short(command)}): rows written before "
-                 "the next publication refresh (cdcsdk_publication_list_refresh_interval_secs) are not archived"]]
+        return [
+            [
+                "new-table",
+                f"{tag} after the slot was created ({_short(command)}): rows written before "
+                "the next publication refresh (cdcsdk_publication_list_refresh_interval_secs) are not archived",
+            ]
+        ]
     if tag == "DROP TABLE":
-        return [["unsupported-ddl", f"DROP TABLE is not supported by YugabyteDB CDC once a slot exists "
-                 f"({_short(command)})"]]
+        return [
+            ["unsupported-ddl", f"DROP TABLE is not supported by YugabyteDB CDC once a slot exists ({_short(command)})"]
+        ]
     if tag == "ALTER TABLE" and re.search(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b", words):
-        return [["unsupported-ddl", f"ALTER TABLE rewriting a column type is not supported by YugabyteDB CDC "
-                 f"({_short(command)})"]]
+        return [
+            [
+                "unsupported-ddl",
+                f"ALTER TABLE rewriting a column type is not supported by YugabyteDB CDC ({_short(command)})",
+            ]
+        ]
     return []
 
 
@@ -340,7 +350,9 @@ class Archiver:
         source = identity | {"endpoint": self.source.display()}
         if self.unstreamed:
             source["unstreamed_tables"] = self.unstreamed
-        info = fmt.RepositoryInfo(source, self.opt.slot, self.opt.publication, datetime.now(UTC).isoformat(), ddl_capture)
+        info = fmt.RepositoryInfo(
+            source, self.opt.slot, self.opt.publication, datetime.now(UTC).isoformat(), ddl_capture
+        )
         self.repo.write_info(info)
         self.flushed = lsn
         return info
@@ -394,11 +406,15 @@ class Archiver:
                 # Left out of the stream (YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot,
                 # yb_virtual_wal_client.c): the base backup has its rows, the archive none of its changes.
                 self.unstreamed.append(f"{schema}.{name}")
-                self._warn(f"table {schema}.{name} has no primary key: YugabyteDB does not stream its changes; "
-                           "restores will report them missing")
+                self._warn(
+                    f"table {schema}.{name} has no primary key: YugabyteDB does not stream its changes; "
+                    "restores will report them missing"
+                )
             elif ident != YB_SUPPORTED_IDENTITY:
                 try:
-                    conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY DEFAULT").format(sql.Identifier(schema, name)))
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} REPLICA IDENTITY DEFAULT").format(sql.Identifier(schema, name))
+                    )
                 except psycopg.Error as e:
                     raise UsageError(
                         f"table {schema}.{name} has REPLICA IDENTITY {YB_IDENTITY_NAMES.get(ident, ident)}, which the "

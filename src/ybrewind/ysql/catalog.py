@@ -120,6 +120,13 @@ def _q(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[st
         return cur.fetchall()
 
 
+def _size_expression(is_yugabyte: bool) -> str:
+    """A table's size. On YugabyteDB pg_relation_size() measures local files, of which YB tables
+    have none (0); pg_table_size() asks DocDB and is NULL for colocated tables
+    (src/postgres/src/backend/utils/adt/dbsize.c, calculate_table_size)."""
+    return "coalesce(pg_table_size(c.oid), 0)" if is_yugabyte else "pg_relation_size(c.oid)"
+
+
 def read_server(conn: psycopg.Connection) -> Server:
     row = _q(conn, "SELECT version() AS v, current_setting('server_version_num')::int AS n")[0]
     return Server(version=row["v"], version_num=row["n"], is_yugabyte="-YB-" in row["v"])
@@ -435,7 +442,7 @@ class CatalogReader:
             f"c.relrowsecurity, c.relforcerowsecurity, c.relreplident, c.relispartition, "
             f"CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey, "
             f"CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS partbound, "
-            f"pg_relation_size(c.oid) AS bytes "
+            f"{_size_expression(self.server.is_yugabyte)} AS bytes "
             f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE c.relkind IN ('r', 'p') AND {USER_NAMESPACES} AND "
             + NOT_IN_EXTENSION.format(catalog="'pg_class'", oid="c.oid")

@@ -37,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.errors import error_from_result
 
 from ybrewind import manifest as mf
+from ybrewind.check import YB_DEFAULT_HISTORY_RETENTION_S, estimated_dump_seconds
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError, YbrewindError
 from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
@@ -53,6 +54,7 @@ from ybrewind.ysql.ddl import (
     ident,
 )
 from ybrewind.ysql.model import SchemaModel, Table
+from ybrewind.ysql.stream import hybrid_time_to_unix_us, is_hybrid_time_snapshot
 
 DEFAULT_SLICE_BYTES = 256 << 20
 ROWS_PER_INSERT = 100
@@ -76,6 +78,8 @@ class DumpOptions:
     snapshot: str | None = None
     # YugabyteDB: read as of this time (Unix µs) instead of now, within the history retention.
     read_time_us: int | None = None
+    # YugabyteDB: the cluster's timestamp_history_retention_interval_sec (SQL cannot read it).
+    yb_history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S
     # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql).
     use_psql: bool = True
 
@@ -118,6 +122,32 @@ def _translate(error: psycopg.Error, what: str) -> DatabaseError:
     return DatabaseError(f"{what}: {primary}")
 
 
+def yb_pinned_setup(read_time_us: int | None = None, hybrid_time: str | None = None) -> list[str]:
+    """What a YugabyteDB session runs to read as of one time: a Unix µs time (``SET yb_read_time``,
+    before the transaction) or a slot snapshot's hybrid time (``SET LOCAL yb_read_time TO '<ht> ht'``
+    as the transaction's first statement: docs develop/change-data-capture/using-logical-replication/
+    advanced-topic.md, Initial snapshot). Like ``ysql_dump --read-time``, catalog version checks are
+    off: the catalog is read as of that time too (yb_disable_catalog_version_check, docs
+    reference/configuration/yb-tserver.md: "used by ysql_dump to read pg catalog as of time"). Both
+    settings are superuser-only (advanced-topic.md, Permissions; yb-tserver.md, Context superuser)."""
+    begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    no_check = "SET yb_disable_catalog_version_check = true"
+    if hybrid_time is not None:
+        return [
+            no_check,
+            begin,
+            sql.SQL("SET LOCAL yb_read_time TO {}").format(sql.Literal(f"{hybrid_time} ht")).as_string(None),
+        ]
+    return [no_check, sql.SQL("SET yb_read_time TO {}").format(sql.Literal(read_time_us)).as_string(None), begin]
+
+
+def yb_superuser_needed(what: str) -> UsageError:
+    return UsageError(
+        f"{what} on YugabyteDB needs a superuser: SET yb_read_time is superuser-only "
+        "(YugabyteDB docs, logical replication advanced topics, Permissions)"
+    )
+
+
 class Snapshot:
     """The dump's single point in time, shared by the coordinator and all workers."""
 
@@ -127,54 +157,79 @@ class Snapshot:
         is_yugabyte: bool,
         imported: str | None = None,
         read_time_us: int | None = None,
+        history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S,
     ) -> None:
         self.is_yugabyte = is_yugabyte
         self.name: str | None = None
         self.read_time_us: int | None = None
+        self.hybrid_time: str | None = None  # YugabyteDB slot snapshot read through yb_read_time
         self.lsn: str | None = None
+        superuser = coordinator.execute("SELECT current_setting('is_superuser')").fetchone() == ("on",)
         coordinator.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        if is_yugabyte and imported:
-            # A replication slot's snapshot (CREATE_REPLICATION_SLOT ... USE_SNAPSHOT): YugabyteDB
-            # reads it through yb_read_time '<snapshot> ht' (docs/yugabyte.md; not run here: no YB).
+        if is_yugabyte and imported and is_hybrid_time_snapshot(imported):
+            # A YugabyteDB slot's snapshot without snapshot export: its name is the hybrid time to
+            # read at (walsender.c, CreateReplicationSlot); its time is that hybrid time's µs.
             coordinator.execute("ROLLBACK")
-            self.name = imported
+            if not superuser:
+                raise yb_superuser_needed("a base backup in the replication slot's snapshot")
+            self.hybrid_time = imported
             self.enter(coordinator)
-            self.time = datetime.now(UTC)
-        elif is_yugabyte:
-            # yb_read_time pins every session to the same hybrid time (export/import of snapshots is
-            # not available on YB); it must be set before the first read of the transaction.
+            self.time = datetime.fromtimestamp(hybrid_time_to_unix_us(int(imported)) / 1e6, UTC)
+        elif is_yugabyte and (read_time_us is not None or (not imported and superuser)):
+            # yb_read_time pins every session to the same time; it must be set before the first read.
             coordinator.execute("ROLLBACK")
-            if read_time_us is None:
-                row = coordinator.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()
-                assert row is not None
-                read_time_us = int(row[0])
-            self.read_time_us = read_time_us
+            if not superuser:
+                raise yb_superuser_needed("reading as of a past time")
+            now_us = int(
+                coordinator.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
+            )  # type: ignore[index]
+            if read_time_us is not None and now_us - read_time_us >= history_retention_s * 1_000_000:
+                raise UsageError(
+                    f"{datetime.fromtimestamp(read_time_us / 1e6, UTC).isoformat()} is older than the cluster's "
+                    f"history retention ({history_retention_s} s, timestamp_history_retention_interval_sec): "
+                    "YugabyteDB can no longer read as of it"
+                )
+            self.read_time_us = read_time_us if read_time_us is not None else now_us
             self.enter(coordinator)
             self.time = datetime.fromtimestamp(self.read_time_us / 1e6, UTC)
         elif imported:
+            # PostgreSQL, or YugabyteDB with ysql_enable_pg_export_snapshot (snapshot ids
+            # "<hex>-<hex>": src/yb/integration-tests/upgrade-tests/cdc_upgrade-test.cc).
             self.name = imported
             coordinator.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(imported)))
             row = coordinator.execute("SELECT clock_timestamp()").fetchone()
             assert row is not None
             self.time = row[0]
         else:
-            row = coordinator.execute(
-                "SELECT pg_export_snapshot(), clock_timestamp(), "
-                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
-            ).fetchone()
+            # PostgreSQL; or YugabyteDB for a role that may not set yb_read_time: exported snapshots
+            # work there when ysql_enable_pg_export_snapshot is on (docs: explore/ysql-language-features/
+            # advanced-features/snapshot-synchronization.md).
+            try:
+                row = coordinator.execute(
+                    "SELECT pg_export_snapshot(), clock_timestamp(), "
+                    + (
+                        "NULL"
+                        if is_yugabyte
+                        else "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
+                    )
+                ).fetchone()
+            except psycopg.Error as e:
+                if not is_yugabyte:
+                    raise
+                raise UsageError(
+                    f"a consistent YugabyteDB dump needs a superuser (SET yb_read_time) or the yb-tserver flag "
+                    f"ysql_enable_pg_export_snapshot ({_translate(e, 'pg_export_snapshot').message})"
+                ) from None
             assert row is not None
             self.name, self.time, self.lsn = row
 
     def setup_statements(self) -> list[str]:
         """What a fresh session runs to read inside the snapshot (also used for psql workers)."""
+        if self.hybrid_time is not None:
+            return yb_pinned_setup(hybrid_time=self.hybrid_time)
+        if self.read_time_us is not None:
+            return yb_pinned_setup(read_time_us=self.read_time_us)
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-        if self.is_yugabyte and self.name:
-            return [
-                begin,
-                sql.SQL("SET LOCAL yb_read_time TO {}").format(sql.Literal(f"{self.name} ht")).as_string(None),
-            ]
-        if self.is_yugabyte:
-            return [sql.SQL("SET yb_read_time TO {}").format(sql.Literal(self.read_time_us)).as_string(None), begin]
         return [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None)]
 
     def enter(self, conn: psycopg.Connection) -> None:
@@ -187,7 +242,7 @@ class Snapshot:
         return {
             "time": self.time.isoformat(),
             "lsn": self.lsn,
-            "snapshot": self.name,
+            "snapshot": self.name or self.hybrid_time,
             "yb_read_time": self.read_time_us,
         }
 
@@ -393,14 +448,32 @@ class Dumper:
             server = catalog.read_server(conn)
             if self.opt.read_time_us is not None and not server.is_yugabyte:
                 raise UsageError("reading at a past time (yb_read_time) needs a YugabyteDB source")
-            snapshot = Snapshot(conn, server.is_yugabyte, self.opt.snapshot, self.opt.read_time_us)
+            snapshot = Snapshot(
+                conn, server.is_yugabyte, self.opt.snapshot, self.opt.read_time_us, self.opt.yb_history_retention_s
+            )
             model = catalog.read_schema(conn, self.opt.filters)
+            self._check_history_retention(snapshot, model)
             if not server.is_yugabyte:
                 self._lock_tables(conn, model)
         except psycopg.Error as e:
             conn.close()
             raise _translate(e, f"reading the schema of {self.source.display()}") from None
         return conn, snapshot, model
+
+    def _check_history_retention(self, snapshot: Snapshot, model: SchemaModel) -> None:
+        """A YugabyteDB read pinned to one time fails once that time is older than the history
+        retention (docs: manage/backup-restore/time-travel-query.md): say so before a long dump
+        dies midway."""
+        if snapshot.read_time_us is None and snapshot.hybrid_time is None:
+            return
+        age = max(0.0, (datetime.now(UTC) - snapshot.time).total_seconds())
+        needed = estimated_dump_seconds(sum(t.estimated_bytes for t in model.tables()), self.opt.jobs)
+        if age + needed >= self.opt.yb_history_retention_s:
+            self.progress.warn(
+                f"the dump reads as of {snapshot.time.isoformat()} ({age:.0f} s ago) and may take about "
+                f"{needed:.0f} s: past the history retention ({self.opt.yb_history_retention_s} s, "
+                "timestamp_history_retention_interval_sec) its reads fail; raise the flag or dump with more jobs"
+            )
 
     @staticmethod
     def _lock_tables(conn: psycopg.Connection, model: SchemaModel) -> None:

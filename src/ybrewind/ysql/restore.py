@@ -87,7 +87,9 @@ class Restorer:
         )
         result = RestoreResult(self.repo.url, self.target.display(), plan.base.name)
         for table in info.source.get("unstreamed_tables", []):
-            self._gap(result, f"{table} has no primary key: YugabyteDB did not stream its changes after the base backup")
+            self._gap(
+                result, f"{table} has no primary key: YugabyteDB did not stream its changes after the base backup"
+            )
         ensure_database(self.target)
         with self.target.connect() as conn:
             state = self._progress_state(conn, plan)
