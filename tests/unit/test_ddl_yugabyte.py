@@ -80,6 +80,7 @@ def test_colocation_and_tablegroups() -> None:
     w = DdlWriter(m, RenderOptions("yugabyte"))
     assert w.create_database().endswith(" COLOCATION = true")
     pre, _ = render(m, "yugabyte")
+    pre = [s for s in pre if "REPLICA IDENTITY" not in s]
     assert pre[0] == 'CREATE TABLEGROUP "grp"'
     small, big, g1 = pre[1], pre[2], pre[3]
     assert "colocation" not in small and "SPLIT" not in small
@@ -132,18 +133,23 @@ def test_snapshot_statements_for_workers() -> None:
     from ybrewind.ysql.dump import Snapshot
 
     snap = Snapshot.__new__(Snapshot)
-    snap.is_yugabyte, snap.name, snap.read_time_us = False, "00000003-0000001B-1", None
+    snap.is_yugabyte, snap.name, snap.read_time_us, snap.hybrid_time = False, "00000003-0000001B-1", None, None
     assert snap.setup_statements() == [
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
     ]
-    snap.is_yugabyte, snap.name, snap.read_time_us = True, None, 1795000000000000
+    # YugabyteDB with ysql_enable_pg_export_snapshot: a slot's snapshot id is imported the same way.
+    snap.is_yugabyte = True
+    snap.name = "6972261563b7411e9f089cc10e259a0c-b1fd4d6c94479680854623cd51c56bec"
+    assert snap.setup_statements()[1].startswith("SET TRANSACTION SNAPSHOT '6972261563b7411e9f089cc10e259a0c-")
+    snap.name, snap.read_time_us = None, 1795000000000000
     assert snap.setup_statements() == [
+        "SET yb_disable_catalog_version_check = true",
         "SET yb_read_time TO 1795000000000000",
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     ]
-    snap.name = "7081234567890123456"  # a replication slot's USE_SNAPSHOT name
-    assert snap.setup_statements()[1] == "SET LOCAL yb_read_time TO '7081234567890123456 ht'"
+    snap.read_time_us, snap.hybrid_time = None, "7081234567890123456"  # a slot's USE_SNAPSHOT name
+    assert snap.setup_statements()[2] == "SET LOCAL yb_read_time TO '7081234567890123456 ht'"
 
 
 def test_replication_slot_commands() -> None:
@@ -155,3 +161,30 @@ def test_replication_slot_commands() -> None:
     assert slot_command("tmp", True, "USE_SNAPSHOT").as_string(None) == (
         'CREATE_REPLICATION_SLOT "tmp" TEMPORARY LOGICAL pgoutput USE_SNAPSHOT'
     )
+
+
+def test_colocated_tables_never_name_the_implicit_default_tablegroup() -> None:
+    # yb_table_properties() reports colocated tables in the implicit tablegroup "default"
+    # (ybccmds.c, YBCCreateTable; tablegroup.h DEFAULT_TABLEGROUP_NAME): YB creates it itself.
+    t = yb_table("c", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True, tablegroup="default"))
+    pre, _ = render(model(t, colocated=True), "yugabyte")
+    assert not any("TABLEGROUP" in s for s in pre), pre
+    # A tablegroup named "default" in a database that is not colocated is the user's own.
+    pre, _ = render(model(t, colocated=False), "yugabyte")
+    assert pre[0] == 'CREATE TABLEGROUP "default"'
+
+
+def test_replica_identity_spelled_out_for_yugabyte_targets() -> None:
+    def identities(ident: str, dialect: str, server: Server = YB) -> list[str]:
+        t = yb_table("t", [KeyColumn("id", "HASH")], YbTableProps(num_tablets=1, num_hash_key_columns=1))
+        t.replica_identity = ident
+        pre, _ = render(model(t, server=server), dialect)
+        return [s for s in pre if "REPLICA IDENTITY" in s]
+
+    # YB tables start as CHANGE (ysql_yb_default_replica_identity), so DEFAULT must be said.
+    assert identities("d", "yugabyte") == ['ALTER TABLE "public"."t" REPLICA IDENTITY DEFAULT']
+    assert identities("c", "yugabyte") == ['ALTER TABLE "public"."t" REPLICA IDENTITY CHANGE']
+    assert identities("f", "yugabyte") == ['ALTER TABLE "public"."t" REPLICA IDENTITY FULL']
+    assert identities("c", "postgres") == [] and identities("d", "postgres") == []
+    assert identities("n", "postgres") == ['ALTER TABLE "public"."t" REPLICA IDENTITY NOTHING']
+    assert identities("d", "yugabyte", PG) == ['ALTER TABLE "public"."t" REPLICA IDENTITY DEFAULT']

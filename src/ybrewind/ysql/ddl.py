@@ -116,7 +116,7 @@ class DdlWriter:
     def pre_data(self) -> list[str]:
         out: list[str] = []
         if self.yb:
-            groups = sorted({t.yb.tablegroup for t in self.model.tables() if t.yb and t.yb.tablegroup})
+            groups = sorted({g for t in self.model.tables() if (g := self._tablegroup(t))})
             out += [f"CREATE TABLEGROUP {ident(g)}" for g in groups]
         owned_by: list[str] = []
         for obj in self.model.objects:
@@ -203,8 +203,8 @@ class DdlWriter:
         if reloptions:
             stmt += f"\nWITH ({', '.join(reloptions)})"
         if self.yb and t.yb:
-            if t.yb.tablegroup:
-                stmt += f"\nTABLEGROUP {ident(t.yb.tablegroup)}"
+            if group := self._tablegroup(t):
+                stmt += f"\nTABLEGROUP {ident(group)}"
             stmt += yb_split_clause(t.yb)
         out = [stmt]
         for c in t.columns:
@@ -216,9 +216,19 @@ class DdlWriter:
                 out.append(
                     f"ALTER TABLE {name} ALTER COLUMN {ident(c.name)} ADD GENERATED {c.identity} AS IDENTITY{opts}"
                 )
-        if t.replica_identity in ("f", "n"):
-            out.append(f"ALTER TABLE {name} REPLICA IDENTITY {'FULL' if t.replica_identity == 'f' else 'NOTHING'}")
+        if identity := replica_identity_clause(t.replica_identity, self.yb):
+            out.append(f"ALTER TABLE {name} REPLICA IDENTITY {identity}")
         return out
+
+    def _tablegroup(self, t: Table) -> str | None:
+        """The tablegroup to name for ``t``. In a colocated database a table without one lands in the
+        implicit tablegroup "default", which YugabyteDB creates itself (DEFAULT_TABLEGROUP_NAME in
+        src/postgres/src/include/commands/tablegroup.h, created with implicit = true by YBCCreateTable
+        in src/postgres/src/backend/commands/ybccmds.c): never render it."""
+        group = t.yb.tablegroup if t.yb else None
+        if group == YB_DEFAULT_TABLEGROUP and self.model.database.colocated:
+            return None
+        return group
 
     @staticmethod
     def _column(c: Column) -> str:
@@ -487,6 +497,21 @@ def yb_primary_key(columns: list[KeyColumn]) -> str:
         parts.append(f"({', '.join(hashed)}) HASH")
     parts += [f"{ident(k.name)} {k.ordering}" for k in columns if k.ordering != "HASH"]
     return f"PRIMARY KEY ({', '.join(parts)})"
+
+
+YB_DEFAULT_TABLEGROUP = "default"
+
+
+def replica_identity_clause(identity: str, yb_target: bool) -> str | None:
+    """REPLICA IDENTITY to render after CREATE TABLE. PostgreSQL tables start as DEFAULT; YugabyteDB
+    tables start as ysql_yb_default_replica_identity, CHANGE unless changed (docs: develop/
+    change-data-capture/using-logical-replication/key-concepts.md, Replica identity), so a YB target
+    gets every identity spelled out, CHANGE ('c' in relreplident: YBC_YB_REPLICA_IDENTITY_CHANGE in
+    src/yb/yql/pggate/ybc_pg_typedefs.h) included; a PostgreSQL target has no CHANGE."""
+    names = {"f": "FULL", "n": "NOTHING"}
+    if yb_target:
+        names |= {"d": "DEFAULT", "c": "CHANGE"}
+    return names.get(identity)
 
 
 def yb_split_clause(props: object) -> str:
