@@ -165,6 +165,7 @@ class TableEncoder:
         self.csv = options.format == "csv"
         self.counter = table.is_counter
         self.default_ttl = table.default_ttl
+        self.ttl_refused = table.transactional
         self.warn = warn
         self._warned: set[int] = set()
         self._prefixes: dict[tuple[int, ...], str] = {}
@@ -197,6 +198,16 @@ class TableEncoder:
     def _using(self, wt: int | None, ttl: int | None) -> str:
         if wt is None:
             return ""
+        if self.ttl_refused:
+            # YugabyteDB refuses TTL writes on transactional tables (TableDef.transactional): keep
+            # the write time, say once that remaining TTLs are lost.
+            if ttl and -1 not in self._warned:
+                self._warned.add(-1)
+                self.warn(
+                    f"{self.target} has transactions enabled, where YugabyteDB refuses TTL writes: its cells "
+                    "are dumped with their write times but without their remaining TTL (they will not expire)"
+                )
+            return f" USING TIMESTAMP {wt}"
         if ttl:
             return f" USING TIMESTAMP {wt} AND TTL {ttl}"
         if self.default_ttl:

@@ -4,8 +4,9 @@ Dump directories: every checksum is verified before the target is touched. A tar
 already holds tables or types is refused unless ``--clean`` (which drops it first). Then the
 schema runs (keyspace, types, tables; ``CREATE KEYSPACE`` is skipped when the keyspace exists),
 the data files load in parallel (``-j`` files at once, each with a bounded window of in-flight
-requests), and the indexes are created last (YugabyteDB refuses TTL writes into indexed tables,
-and building an index once is cheaper than maintaining it row by row). The dump may be loaded
+requests), and the indexes are created last (building an index once is cheaper than maintaining
+it row by row). TTL writes are refused on tables with transactions enabled, which indexes need
+(docs: api/ycql/dml_insert.md, Semantics): dumps write those tables without TTLs. The dump may be loaded
 under another keyspace name: the schema is then rendered from the manifest's model.
 
 Data statements are not sent as text: each INSERT / UPDATE written by ``ybrewind dump`` is parsed

@@ -9,7 +9,7 @@ the tool users know and runs with ``ycqlsh -f`` / ``cqlsh -f``:
 * tables with their columns, ``PRIMARY KEY``, ``CLUSTERING ORDER BY`` and every option the server
   reports, sorted - on YugabyteDB ``default_time_to_live``, ``transactions = {...}``, ``tablets``;
 * after each table its indexes: ``CREATE [UNIQUE] INDEX name ON ks.t (target) [INCLUDE (...)]
-  [WHERE predicate] WITH [CLUSTERING ORDER BY (...)] [AND tablets = N] AND transactions = {...}``
+  WITH [CLUSTERING ORDER BY (...)] [AND tablets = N] AND transactions = {...} [WHERE predicate]``
   (``consistency_level`` and ``enabled`` live in the ``transactions`` map).
 
 Deviations from the driver, each because the driver's text would not run: a Cassandra index with no
@@ -82,6 +82,14 @@ class TableDef:
     @property
     def is_counter(self) -> bool:
         return any(c.type == "counter" for c in self.columns)
+
+    @property
+    def transactional(self) -> bool:
+        """YugabyteDB ``transactions = {'enabled': true}``: "Inserting rows with TTL is not supported
+        on tables with transactions enabled" (docs: api/ycql/dml_insert.md, Semantics); indexes
+        need it (api/ycql/ddl_create_index.md, Semantics)."""
+        tx = self.options.get("transactions")
+        return isinstance(tx, dict) and str(tx.get("enabled", "")).lower() == "true"
 
     @property
     def default_ttl(self) -> int:
@@ -340,8 +348,6 @@ def index_cql(keyspace: str, table: str, index: IndexDef) -> str:
     if include:
         text += f" INCLUDE ({include})"
     predicate = options.pop("predicate", None)
-    if predicate:
-        text += f" WHERE {predicate}"
     properties = []
     if index.clustering:
         order = ", ".join(f"{protect_name(c)} {'DESC' if rev else 'ASC'}" for c, rev in index.clustering)
@@ -349,6 +355,10 @@ def index_cql(keyspace: str, table: str, index: IndexDef) -> str:
     properties += option_strings({"transactions": index.transactions, "tablets": index.tablets})
     if properties:
         text += "\n    WITH " + "\n    AND ".join(properties)
+    # YugabyteDB's grammar: [covering_columns] [index_properties] [WHERE index_predicate], the
+    # predicate last (docs: api/ycql/ddl_create_index.md, Grammar).
+    if predicate:
+        text += f"\n    WHERE {predicate}"
     return text + ";"
 
 

@@ -588,6 +588,13 @@ class _Parser:
                     options[key] = value
                 if not self.accept_kw("AND"):
                     break
+        # YugabyteDB's documented order puts the predicate last (docs: api/ycql/ddl_create_index.md,
+        # Grammar: [covering_columns] [index_properties] [WHERE index_predicate]).
+        if where is None and self.accept_kw("WHERE"):
+            start = self.peek().start
+            while self.peek().kind != "eof" and not self.at_op(";"):
+                self.next()
+            where = self.text[start : self.peek().start].strip()
         return CreateIndex(ks, name, table, if_not_exists, unique, hash_columns, range_columns, include, where,
                            options, order)
 
