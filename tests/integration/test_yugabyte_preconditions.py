@@ -47,3 +47,15 @@ def test_read_time_beyond_history_retention_refused(pg: PgServer, db: str) -> No
         old = int((time.time() - 1000) * 1e6)
         with pytest.raises(UsageError, match="older than the cluster's history retention"):
             Snapshot(conn, is_yugabyte=True, read_time_us=old, history_retention_s=900)
+
+
+def test_native_clone_refuses_databases_with_sequences(pg: PgServer, db: str) -> None:
+    # YugabyteDB cannot clone databases that use sequences (issue #21467, instant-db-cloning.md).
+    from ybrewind.ysql.clone import native_clone_blockers
+
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE plain (id int PRIMARY KEY)")
+        assert native_clone_blockers(conn) == []
+        conn.execute("CREATE TABLE counted (id serial PRIMARY KEY)")
+        blockers = native_clone_blockers(conn)
+    assert len(blockers) == 1 and "1 sequence(s)" in blockers[0] and "#21467" in blockers[0]

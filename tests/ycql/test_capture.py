@@ -342,20 +342,42 @@ def test_cassandra_schema_change_and_status(
 
 
 def test_native_clone_runs_yb_admin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A stand-in yb-admin records its arguments (no YugabyteDB here); a failing one is a one-line error."""
+    """A scripted yb-admin (no YugabyteDB here): clone_namespace only starts the clone (it prints the
+    CloneNamespaceResponsePB: source_namespace_id, seq_no), so ybrewind polls list_clones until the
+    clone's aggregate_state is COMPLETE; a failing or failed clone is a one-line error."""
     fake = tmp_path / "yb-admin"
-    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n')
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path}/calls\n'
+        'case "$3" in\n'
+        '  clone_namespace) echo \'{"source_namespace_id": "000033e8000030008000000000000000", "seq_no": 2}\' ;;\n'
+        f"  list_clones) n=$(grep -c list_clones {tmp_path}/calls); state=CLONE_SCHEMA_STARTED\n"
+        '    [ "$n" -ge 3 ] && state=COMPLETE\n'
+        '    echo "[{\\"aggregate_state\\": \\"$state\\", \\"seq_no\\": \\"2\\"}]" ;;\n'
+        "esac\n"
+    )
     fake.chmod(0o755)
     argv = ["clone", "ycql://yb1/shop", "shop_copy", "--as-of", "1700000000000000", "--native"]
     code, out, err = run_cli(capsys, *argv, "--master-addresses", "m1:7100", "--yb-admin", str(fake), "--json")
     assert code == 0, err
     assert json.loads(out)["method"] == "native"
-    assert (tmp_path / "args").read_text().split() == [
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    assert calls[0] == [
         "--master_addresses", "m1:7100", "clone_namespace", "ycql.shop", "shop_copy", "1700000000000000",
     ]  # fmt: skip
+    assert calls[1:] == [["--master_addresses", "m1:7100", "list_clones", "000033e8000030008000000000000000", "2"]] * 3
     fake.write_text("#!/bin/sh\necho 'no snapshot schedule covers the time' >&2\nexit 1\n")
     code, _, err = run_cli(capsys, *argv, "--master-addresses", "m1:7100", "--yb-admin", str(fake))
     assert_one_line_error(code, err, "no snapshot schedule")
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$3" in\n'
+        '  clone_namespace) echo \'{"source_namespace_id": "ns1", "seq_no": 5}\' ;;\n'
+        '  list_clones) echo \'[{"aggregate_state": "FAILED", "seq_no": "5"}]\' ;;\n'
+        "esac\n"
+    )
+    code, _, err = run_cli(capsys, *argv, "--master-addresses", "m1:7100", "--yb-admin", str(fake))
+    assert_one_line_error(code, err, "failed on the cluster (state FAILED)")
 
 
 def test_stop_during_a_scan_and_corrupt_segments(

@@ -19,6 +19,7 @@ scan was never seen, and a delete is only known to lie within its scan interval.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -348,15 +349,67 @@ def describe_command(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def native_clone(yb_admin: str | None, masters: str, keyspace: str, new_keyspace: str, as_of_us: int) -> list[str]:
-    """Run ``yb-admin clone_namespace``; returns the command run. Tested only for the command it builds."""
+# Terminal clone states: docs manage/backup-restore/instant-db-cloning.md shows "COMPLETE"; the
+# master's IsCloneDone treats RESTORED as done (src/yb/master/clone/clone_state_manager.cc).
+CLONE_DONE = ("COMPLETE", "RESTORED")
+CLONE_FAILED = ("FAILED", "ABORTED")
+
+
+def native_clone(
+    yb_admin: str | None,
+    masters: str,
+    keyspace: str,
+    new_keyspace: str,
+    as_of_us: int,
+    *,
+    poll_seconds: float = 1.0,
+    timeout_seconds: float = 3600.0,
+) -> list[str]:
+    """Run ``yb-admin clone_namespace`` and wait for the clone to finish; returns the command run.
+
+    clone_namespace only starts the clone: it prints the master's CloneNamespaceResponsePB as JSON,
+    ``source_namespace_id`` and ``seq_no`` (src/yb/tools/yb-admin_cli.cc, clone_namespace_action;
+    clone_state_manager.cc, CloneStateManager::CloneNamespace), and ``list_clones
+    <source_namespace_id> <seq_no>`` reports its ``aggregate_state`` (instant-db-cloning.md, "Check
+    the clone status"). Tested against a scripted yb-admin only (no YugabyteDB here).
+    """
     argv = native_clone_command(
         yb_admin or shutil.which("yb-admin") or "yb-admin", masters, keyspace, new_keyspace, as_of_us
     )
+    started = _yb_admin_json(argv, "clone_namespace")
+    namespace_id, seq_no = str(started.get("source_namespace_id", "")), str(started.get("seq_no", ""))
+    if not namespace_id or not seq_no:
+        raise DatabaseError(f"yb-admin clone_namespace did not say which clone it started: {started}")
+    status = [argv[0], "--master_addresses", masters, "list_clones", namespace_id, seq_no]
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        state = clone_state(_yb_admin_json(status, "list_clones"), seq_no)
+        if state in CLONE_DONE:
+            return argv
+        if state in CLONE_FAILED:
+            raise DatabaseError(f"cloning {keyspace} as {new_keyspace} failed on the cluster (state {state})")
+        if time.monotonic() >= deadline:
+            raise DatabaseError(f"cloning {keyspace} as {new_keyspace} not finished after {timeout_seconds:.0f} s "
+                                f"(state {state}); check with: {describe_command(status)}")  # fmt: skip
+        time.sleep(poll_seconds)
+
+
+def clone_state(entries: Any, seq_no: str) -> str:
+    """``aggregate_state`` of clone ``seq_no`` in list_clones output (a list of clone entries)."""
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and str(entry.get("seq_no", entry.get("clone_request_seq_no", ""))) == seq_no:
+            return str(entry.get("aggregate_state", "UNKNOWN"))
+    return "NOT_LISTED"
+
+
+def _yb_admin_json(argv: list[str], what: str) -> Any:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as e:
         raise UsageError(f"cannot run {argv[0]}: {e.strerror or e}") from None
     if done.returncode != 0:
-        raise DatabaseError(f"yb-admin clone_namespace failed: {' '.join((done.stderr or done.stdout).split())}")
-    return argv
+        raise DatabaseError(f"yb-admin {what} failed: {' '.join((done.stderr or done.stdout).split())}")
+    try:
+        return json.loads(done.stdout or "null")
+    except ValueError:
+        raise DatabaseError(f"yb-admin {what} printed no JSON: {' '.join(done.stdout.split())[:200]}") from None

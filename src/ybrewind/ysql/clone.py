@@ -21,7 +21,7 @@ from psycopg import sql
 from ybrewind import pitr
 from ybrewind.archive.repo import Repository
 from ybrewind.endpoints import PgEndpoint
-from ybrewind.errors import UsageError
+from ybrewind.errors import DatabaseError, UsageError
 from ybrewind.progress import Progress
 from ybrewind.ysql.catalog import read_server
 from ybrewind.ysql.dump import DumpOptions, dump
@@ -43,6 +43,31 @@ def native_clone_sql(source_db: str, new_db: str, as_of_us: int) -> sql.Composed
     return sql.SQL("CREATE DATABASE {} TEMPLATE {} AS OF {}").format(
         sql.Identifier(new_db), sql.Identifier(source_db), sql.Literal(as_of_us)
     )
+
+
+# What YSQL instant cloning needs (docs: manage/backup-restore/instant-db-cloning.md, "Enable
+# database cloning", "Prerequisites").
+NATIVE_CLONE_NEEDS = (
+    "the yb-master flag enable_db_clone (a preview flag: also in allowed_preview_flags_csv), "
+    "a snapshot schedule on the database covering the time (yb-admin create_snapshot_schedule), "
+    "and trusted local YSQL connections on every yb-tserver (ysql_hba_conf_csv 'local all all trust')"
+)
+
+
+def native_clone_blockers(conn: psycopg.Connection) -> list[str]:
+    """What makes ``CREATE DATABASE ... TEMPLATE ... AS OF`` impossible for the connected database,
+    as far as SQL can tell: sequences ("Cloning is not currently supported for databases that use
+    sequences", issue #21467: instant-db-cloning.md, Limitations)."""
+    sequences = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchone()[0]  # type: ignore[index]
+    if sequences:
+        return [
+            f"{conn.info.dbname} has {sequences} sequence(s): YugabyteDB cannot clone databases that use "
+            "sequences (issue #21467); clone from a change-log repository (--repo) or by read time instead"
+        ]
+    return []
 
 
 def clone(
@@ -73,10 +98,16 @@ def clone(
             if target is not None:
                 raise UsageError("--native clones stay on the source's cluster; drop --target")
             with source.connect() as conn:
+                blockers = native_clone_blockers(conn)
+                if blockers:
+                    raise UsageError(blockers[0])
                 try:
                     conn.execute(native_clone_sql(source.dbname, new_db, as_of_us))
                 except psycopg.Error as e:
-                    raise db_error(e, f"cloning {source.dbname} as of {result.as_of}") from None
+                    raise DatabaseError(
+                        f"{db_error(e, f'cloning {source.dbname} as of {result.as_of}').message}; "
+                        f"instant cloning needs {NATIVE_CLONE_NEEDS}"
+                    ) from None
             result.method = "native"
         else:
             with tempfile.TemporaryDirectory(prefix="ybrewind-clone-") as tmp:
