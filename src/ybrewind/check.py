@@ -196,6 +196,15 @@ def _identity_check(conn: psycopg.Connection, is_yb: bool) -> Check:
         # _index.md Limitations: "There should be a primary key on the table").
         no_pk = [f"{s}.{t}" for s, t, _, pk in rows if not pk]
         not_default = [f"{s}.{t}" for s, t, ident, pk in rows if pk and ident != "d"]
+        # Tables created after the slot get ysql_yb_default_replica_identity (a yb-tserver flag,
+        # CHANGE unless set: key-concepts.md); pgoutput refuses CHANGE once the publication's table
+        # list is refreshed (yb_virtual_wal_client.c, YBCRefreshReplicaIdentities), stopping the stream.
+        new_tables = (
+            "; tables created later get CHANGE too unless every yb-tserver runs with "
+            "ysql_yb_default_replica_identity=DEFAULT"
+            if any(ident == "c" for _, _, ident, _ in rows)
+            else ""
+        )
         if no_pk:
             return Check(
                 "replica_identity",
@@ -209,7 +218,7 @@ def _identity_check(conn: psycopg.Connection, is_yb: bool) -> Check:
                 WARN,
                 f"{len(not_default)} table(s) not in REPLICA IDENTITY DEFAULT (pgoutput refuses YB's "
                 f"default CHANGE); archive start sets DEFAULT before creating its slot: "
-                f"{', '.join(not_default[:5])}",
+                f"{', '.join(not_default[:5])}" + new_tables,
             )
         return Check(
             "replica_identity", OK, f"{len(rows)} table(s), all with a primary key and REPLICA IDENTITY DEFAULT"
@@ -302,3 +311,30 @@ def check(
             raise DatabaseError(f"checking {source.display()}: {str(e).strip().splitlines()[0]}") from None
     kind = "yugabyte" if checks[0].detail.startswith("YugabyteDB") else "postgres"
     return CheckReport(source.display(), kind, checks)
+
+
+def ycql_checks(endpoint: Any) -> CheckReport:
+    """A ycql:// source: server kind, and what a --with-writetime dump keeps. YugabyteDB refuses TTL
+    writes on tables with transactions enabled (docs: api/ycql/dml_insert.md, Semantics), so those
+    tables' TTLs are not kept; YCQL has no change capture (issue #11320), archives are scans."""
+    from ybrewind.ycql import schema as sch
+    from ybrewind.ycql.session import connect
+
+    with connect(endpoint) as conn:
+        server = conn.server
+        checks = [Check("server", OK, f"{'YugabyteDB' if server.is_yugabyte else 'Apache Cassandra'} "
+                                      f"{server.release_version} ({server.partitioner.rsplit('.', 1)[-1]})")]  # fmt: skip
+        meta = conn.keyspace(endpoint.keyspace) if endpoint.keyspace else None
+        if endpoint.keyspace and meta is None:
+            checks.append(Check("keyspace", FAIL, f"keyspace {endpoint.keyspace} does not exist", ["dump", "archive"]))
+        elif meta is not None:
+            model = sch.from_metadata(meta)
+            tx = [t.name for t in model.tables if t.transactional]
+            checks.append(
+                Check("writetime", WARN,
+                      f"{len(tx)} table(s) with transactions enabled refuse TTL writes on YugabyteDB: "
+                      f"--with-writetime keeps their write times, not their TTLs: {', '.join(tx[:5])}")
+                if tx
+                else Check("writetime", OK, f"{len(model.tables)} table(s): write times and TTLs can be kept")
+            )  # fmt: skip
+    return CheckReport(endpoint.display(), "yugabyte-ycql" if server.is_yugabyte else "cassandra", checks)

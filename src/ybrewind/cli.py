@@ -387,8 +387,11 @@ def check_command(
     """
     from ybrewind import check as chk
 
-    repository = _repository(repo, endpoint_url, region, profile) if repo else None
-    report = chk.check(PgEndpoint.parse(source), repository, yb_history_retention)
+    if is_ycql_url(source):
+        report = chk.ycql_checks(YcqlEndpoint.parse(source))
+    else:
+        repository = _repository(repo, endpoint_url, region, profile) if repo else None
+        report = chk.check(PgEndpoint.parse(source), repository, yb_history_retention)
     _report(as_json, quiet and not as_json, report.to_dict(), "\n".join(c.line() for c in report.checks))
     if not report.ok:
         sys.exit(1)
