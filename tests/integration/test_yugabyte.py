@@ -121,6 +121,15 @@ def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
         conn.execute("DELETE FROM ranged WHERE id <= 10")
         ts = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
         wait_for_commit(repo, int(ts) - 1_000_000, timeout=120)
+    # Issue 9: DEFAULT set before the slot (pgoutput refuses YB's CHANGE); the repository names the
+    # cluster by its CDC stream id; the base backup's time is the slot snapshot's hybrid time.
+    with src.connect() as conn:
+        idents = {r[0] for r in conn.execute("SELECT relreplident FROM pg_class WHERE relname IN ('ranged', 'hashed')")}
+        stream = conn.execute(
+            "SELECT yb_stream_id::text FROM pg_replication_slots WHERE slot_name = %s", [slot]
+        ).fetchone()
+    assert idents == {"d"}
+    assert repo.require_info().source["system_identifier"] == f"yb-stream:{stream[0]}"
     target = src.with_dbname(yb_db + "_pitr")
     try:
         restore(repo, target, RestoreOptions(jobs=2))
@@ -128,3 +137,16 @@ def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
     finally:
         with src.connect() as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+
+
+def test_yugabyte_check(yb_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.support.cli import run_cli
+
+    assert YB_URL
+    _, out, _ = run_cli(capsys, "check", PgEndpoint.parse(YB_URL).with_dbname(yb_db).conninfo, "--json")
+    report = json.loads(out)
+    assert report["kind"] == "yugabyte", out
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["server"]["detail"].startswith("YugabyteDB") and "history_retention" in checks
