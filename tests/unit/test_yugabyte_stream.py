@@ -82,3 +82,12 @@ def test_archiver_turns_capture_failure_into_gap() -> None:
     assert changes == [
         ["GAP", "ddl-not-captured", "a DDL statement could not be recorded (ALTER TABLE: permission denied)"]
     ]
+
+
+def test_ddl_log_table_is_streamable_by_pgoutput_on_yugabyte() -> None:
+    # The log is created after the archiver set DEFAULT on the user's tables: it sets its own.
+    from ybrewind.ysql.archiver import DDL_CAPTURE_SQL
+
+    assert "ALTER TABLE ybrewind.ddl_log REPLICA IDENTITY DEFAULT;" in DDL_CAPTURE_SQL
+    body = "\n".join(line.split("--")[0] for line in DDL_CAPTURE_SQL.split("$$")[1].splitlines())
+    assert "txid_current" not in body  # the trigger body, comments aside (YB has no txid_current)

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS {DDL_SCHEMA}.{DDL_TABLE} (
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS pid int;
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} ADD COLUMN IF NOT EXISTS statement_at timestamptz;
 ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} DROP COLUMN IF EXISTS xid;
+-- YugabyteDB creates tables with ysql_yb_default_replica_identity (CHANGE unless set), which
+-- pgoutput refuses (yb_virtual_wal_client.c, ValidateReplicaIdentities); a no-op on PostgreSQL.
+ALTER TABLE {DDL_SCHEMA}.{DDL_TABLE} REPLICA IDENTITY DEFAULT;
 -- SECURITY DEFINER: the log belongs to the superuser who installed it, and DDL run by any other role
 -- must be recorded too. No SET search_path: the entry records the caller's; every name is qualified.
 CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.log_ddl() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
