@@ -100,3 +100,19 @@ def test_uncaptured_ddl_is_a_gap_the_restore_reports(pg: PgServer, db: str, tmp_
         pg.drop_database(target)
         with pg.connect(db) as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+
+
+def test_base_backup_keeps_the_time_it_is_given(pg: PgServer, db: str, tmp_path: Path) -> None:
+    """YugabyteDB passes the slot snapshot's hybrid time (µs); the local clock is only the fallback
+    (issue 9, finding 4: a base must never be picked for a target time it is newer than)."""
+    from tests.support.archive import fast_options
+    from ybrewind.progress import Progress
+    from ybrewind.ysql.archiver import take_base_backup
+
+    with pg.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    repo = Repository.open(str(tmp_path / "repo"))
+    exact_us = 1_700_000_000_123_456
+    take_base_backup(pg.endpoint(db), repo, None, 0x20, fast_options("s"), Progress(), "s", exact_us)
+    [base] = repo.base_backups()
+    assert base.time_us == exact_us and base.lsn == 0x20

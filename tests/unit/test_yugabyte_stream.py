@@ -91,3 +91,31 @@ def test_ddl_log_table_is_streamable_by_pgoutput_on_yugabyte() -> None:
     assert "ALTER TABLE ybrewind.ddl_log REPLICA IDENTITY DEFAULT;" in DDL_CAPTURE_SQL
     body = "\n".join(line.split("--")[0] for line in DDL_CAPTURE_SQL.split("$$")[1].splitlines())
     assert "txid_current" not in body  # the trigger body, comments aside (YB has no txid_current)
+
+
+class _SlotRow:
+    """The one pg_replication_slots row yb_slot_start reads (no YugabyteDB here)."""
+
+    def __init__(self, row: tuple[object, ...] | None) -> None:
+        self.row = row
+
+    def execute(self, query: str, params: list[object]) -> _SlotRow:
+        assert "yb_restart_commit_ht" in query and "yb_stream_id" in query and params == ["s"]
+        return self
+
+    def fetchone(self) -> tuple[object, ...] | None:
+        return self.row
+
+
+def test_yugabyte_slot_start_point_and_time() -> None:
+    from ybrewind.ysql.archiver import yb_slot_start
+    from ybrewind.ysql.stream import CreatedSlot
+
+    ht = (1_786_933_098_883_012 << 12) | 7
+    # USE_SNAPSHOT without snapshot export: the name is the hybrid time; the command said 0/0.
+    slot = CreatedSlot("s", 0, str(ht))
+    lsn, time_us, stream = yb_slot_start(_SlotRow(("0/1", ht - (5 << 12), "a1b2")), slot)  # type: ignore[arg-type]
+    assert (lsn, time_us, stream) == (1, 1_786_933_098_883_012, "a1b2")
+    # An exported snapshot id: the time comes from yb_restart_commit_ht.
+    slot = CreatedSlot("s", 0, "6972261563b7411e9f089cc10e259a0c-b1fd4d6c94479680854623cd51c56bec")
+    assert yb_slot_start(_SlotRow(("0/2", ht, "c3")), slot)[1] == 1_786_933_098_883_012  # type: ignore[arg-type]
