@@ -119,3 +119,22 @@ def test_yugabyte_slot_start_point_and_time() -> None:
     # An exported snapshot id: the time comes from yb_restart_commit_ht.
     slot = CreatedSlot("s", 0, "6972261563b7411e9f089cc10e259a0c-b1fd4d6c94479680854623cd51c56bec")
     assert yb_slot_start(_SlotRow(("0/2", ht, "c3")), slot)[1] == 1_786_933_098_883_012  # type: ignore[arg-type]
+
+
+def test_ddl_during_the_initial_snapshot_is_a_gap_on_yugabyte() -> None:
+    from types import SimpleNamespace
+
+    from ybrewind.endpoints import PgEndpoint
+    from ybrewind.ysql import pgoutput as po
+    from ybrewind.ysql.archiver import DDL_SCHEMA, DDL_TABLE, Archiver
+
+    archiver = Archiver(PgEndpoint("postgresql://u@127.0.0.1:1/db"), SimpleNamespace(url="mem://"))  # type: ignore[arg-type]
+    archiver.yugabyte, archiver.base_done_us = True, 2_000
+    columns = ("id", "at", "pid", "statement_at", "tag", "command", "search_path")
+    archiver.relations[7] = po.Relation(
+        7, DDL_SCHEMA, DDL_TABLE, "d", tuple(po.RelationColumn(c, 25, -1, False) for c in columns)
+    )
+    archiver._handle(po.Begin(0, 1_000, 1), None)  # type: ignore[arg-type]
+    archiver._handle(po.Insert(7, ["1", "", "1", "", "CREATE INDEX", "CREATE INDEX i ON t (v)", ""]), None)  # type: ignore[arg-type]
+    assert archiver.open is not None
+    assert [c[1] for c in archiver.open.changes if c[0] == "GAP"] == ["snapshot-ddl"]

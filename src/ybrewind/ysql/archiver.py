@@ -232,6 +232,7 @@ class _Open:
     xid: int
     changes: list[list[Any]] = field(default_factory=list)
     size: int = 0
+    commit_us: int = 0  # from Begin
 
 
 def _relation_record(rel: po.Relation) -> dict[str, Any]:
@@ -285,6 +286,7 @@ class Archiver:
         self.last_commit_us: int | None = None
         self.unstreamed: list[str] = []  # YugabyteDB tables the stream leaves out
         self.yugabyte = False
+        self.base_done_us = 0  # when the first base backup was stored (RepositoryInfo.created_at)
 
     # -- setup --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ArchiveResult:
@@ -460,6 +462,7 @@ class Archiver:
         self.stats_conn = conn
         try:
             self.yugabyte = info.source.get("dialect") == "yugabyte"
+            self.base_done_us = int(datetime.fromisoformat(info.created_at).timestamp() * 1e6)
             repl.start(info.slot, start_lsn, info.publication, conn.info.server_version)
             last_data = last_status = time.monotonic()
             heartbeats = True
@@ -503,7 +506,7 @@ class Archiver:
 
     def _handle(self, m: po.Message, msg: XLogData) -> None:
         if isinstance(m, po.Begin):
-            self.open = _Open(m.xid)
+            self.open = _Open(m.xid, commit_us=m.commit_time_us)
         elif isinstance(m, po.Commit):
             tx = self.open
             self.open = None
@@ -557,6 +560,11 @@ class Archiver:
             change = None
         else:
             gaps = yb_gaps_for_ddl(tag, command) if self.yugabyte else []
+            if self.yugabyte and self.open.commit_us <= self.base_done_us:
+                # "DDL operations should not be performed from the time of replication slot creation
+                # till the start of snapshot consumption of the last table" (docs: develop/
+                # change-data-capture/using-logical-replication/_index.md, Limitations).
+                gaps.append(["snapshot-ddl", f"{tag} ran while the first base backup was read ({_short(command)})"])
             change = ["DDL", tag, command, search_path]
         for kind, detail in gaps:
             self._warn(f"archive gap: {detail}")
