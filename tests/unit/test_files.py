@@ -77,10 +77,10 @@ def test_every_reader_refuses_damaged_zstd(tmp_path: Path, case: str) -> None:
     for name in ("x.cql.zst", "x.sql.zst", "x.csv.zst"):
         path = tmp_path / name
         path.write_bytes(data)
-        with pytest.raises(DumpIntegrityError, match=rf"{name.replace('.', '[.]')}: corrupt zstd data: "):
-            with open_binary(path) as f:
-                while f.read(1 << 16):
-                    pass
+        pattern = rf"{name.replace('.', '[.]')}: corrupt zstd data: "
+        with pytest.raises(DumpIntegrityError, match=pattern), open_binary(path) as f:
+            while f.read(1 << 16):
+                pass
         with pytest.raises(DumpIntegrityError, match=rf"{name.replace('.', '[.]')}: corrupt zstd data: "):
             check_compressed(path)
     with pytest.raises(DumpIntegrityError, match=r"x[.]sql[.]zst: corrupt zstd data: "):
