@@ -320,6 +320,9 @@ def unseal_json(data: bytes, name: str, *, required: bool = False) -> dict[str, 
         if required:
             raise DumpIntegrityError(f"{name} has no checksum (corrupt, or written by an older ybrewind)")
         return record
-    if seal != hashlib.sha256(_canonical(record)).hexdigest():
+    body = {k: v for k, v in record.items() if k != SEAL_KEY}
+    # Byte for byte as written: a change that leaves the record equal (whitespace, a cut final
+    # newline) is still a change to the file, and says the storage is not returning what we wrote.
+    if seal != hashlib.sha256(_canonical(record)).hexdigest() or seal_json(body) != data:
         raise DumpIntegrityError(f"{name} is corrupt (its checksum does not match its content)")
-    return {k: v for k, v in record.items() if k != SEAL_KEY}
+    return body

@@ -170,11 +170,14 @@ class Repository:
         """
         status = self.status()  # read before listing: a segment stored meanwhile only adds to the listing
         listed = self.segments()
+        if status is None and listed:
+            # The archiver writes its status before its first segment and never deletes it.
+            raise DumpIntegrityError(f"{self.url}/{fmt.STATUS_KEY} is missing, but the repository holds segments")
         newest = status.get("last_segment_lsn") if status else None
         if newest is not None and not any(s.last_lsn == newest for s in listed):
-            have = f"{listed[-1].last_lsn:X}" if listed else "none"
+            have = f"LSN {listed[-1].last_lsn:X}" if listed else "no segment"
             raise DumpIntegrityError(
-                f"{self.url}: segments are missing: the archiver stored one ending at LSN {newest:X}, the newest "
+                f"{self.url}: segment {_missing_key(newest)} is missing: the archiver stored it, the newest "
                 f"listed ends at {have}"
             )
         self._verify_base(base)
@@ -184,16 +187,9 @@ class Repository:
             data = self._segment_bytes(info)
             header = fmt.segment_header(data, info, name)
             prev = header.get("prev_last_lsn")
-            if previous is None:
-                # The first segment needed: any segment before it only holds what the base has.
-                if prev is not None and prev >= base.lsn:
-                    raise DumpIntegrityError(
-                        f"{self.url}: the segment ending at LSN {prev:X}, before {info.key}, is missing"
-                    )
-            elif prev is not None and prev != previous:
-                raise DumpIntegrityError(
-                    f"{self.url}: the segment ending at LSN {prev:X}, before {info.key}, is missing"
-                )
+            # The first segment needed: any segment before it holds only what the base has.
+            if prev is not None and (prev >= base.lsn if previous is None else prev != previous):
+                raise DumpIntegrityError(f"{self.url}: segment {_missing_key(prev)}, before {info.key}, is missing")
             previous = info.last_lsn
             self._stage(info.key, data)
 
@@ -235,3 +231,8 @@ class Repository:
             ) from None
         if not callable(local):
             self._staged[base.name] = directory
+
+
+def _missing_key(last_lsn: int) -> str:
+    """The name pattern of a segment known only by its last LSN (its other name parts are lost)."""
+    return f"{fmt.SEGMENTS_PREFIX}*-{last_lsn:016X}-*"

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -654,7 +655,7 @@ def _open_s3(
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     display = _display_endpoint(endpoint)
     try:
-        core = botocore.session.get_session()
+        core = _botocore_session()
         if profile:
             core.set_config_variable("profile", profile)
         retries: dict[str, Any] = {
@@ -687,6 +688,26 @@ def _open_s3(
     except BotoCoreError as e:
         raise _s3_error(e, target=url, bucket=bucket, endpoint=display) from None
     return S3Storage(client, bucket, prefix)
+
+
+_loader_lock = threading.Lock()
+_loader: Any = None
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A fresh botocore session (credentials and settings read anew) sharing one model loader.
+
+    Loading botocore's service models is most of the ~0.5 s a client costs; they never change
+    within a process, so every session reuses the first one's loader (and its cache).
+    """
+    global _loader
+    core = botocore.session.get_session()
+    with _loader_lock:
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _loader)
+    return core
 
 
 class _S3Lock(RepositoryLock):
