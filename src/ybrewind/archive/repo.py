@@ -166,8 +166,23 @@ class Repository:
     def verify_restore(self, base: fmt.BaseBackupInfo, segments: list[fmt.SegmentInfo]) -> None:
         """Check everything a restore from ``base`` through ``segments`` will read; raise naming the object.
 
-        Nothing is written anywhere but the local staging directory (S3). See the module docstring.
+        Nothing is written anywhere but the local staging directory (S3), which is removed when
+        the check fails, or else with this object. See the module docstring.
         """
+        try:
+            self._verify_restore(base, segments)
+        except BaseException:
+            self.drop_staging()
+            raise
+
+    def drop_staging(self) -> None:
+        """Remove the local copies made by ``verify_restore`` (S3)."""
+        self._staged.clear()
+        if self._staging is not None:
+            self._staging.cleanup()
+            self._staging = None
+
+    def _verify_restore(self, base: fmt.BaseBackupInfo, segments: list[fmt.SegmentInfo]) -> None:
         status = self.status()  # read before listing: a segment stored meanwhile only adds to the listing
         listed = self.segments()
         if status is None and listed:
