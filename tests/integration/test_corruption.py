@@ -41,8 +41,8 @@ COUNTS = {
     "ysql-dump-zstd": 130,
     "sql-zst-script": 40,
     "ycql-dump": 60,
-    "repo-local": 160,
-    "repo-s3": 40,
+    "repo-local": 170,
+    "repo-s3": 30,
 }
 INTEGRITY_EXIT = 5  # errors.DumpIntegrityError, README "Output, progress and errors"
 
