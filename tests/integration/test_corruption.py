@@ -43,6 +43,7 @@ COUNTS = {
     "ycql-dump": 60,
     "repo-local": 170,
     "repo-s3": 30,
+    "ycql-repo": 60,
 }
 INTEGRITY_EXIT = 5  # errors.DumpIntegrityError, README "Output, progress and errors"
 
@@ -412,6 +413,56 @@ def test_damaged_s3_repository_is_refused_before_restoring(
                 untouched(conn, case)
 
         sweep(cases("repo-s3", archive[0], droppable=repo_droppable), run)
+
+
+def test_damaged_ycql_scan_repository_is_refused_before_restoring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three scans (the base scan, then two with changes) captured from the CQL simulator."""
+    from tests.support.cqlsim import start_in_thread
+    from ybrewind.ycql.capture import CaptureOptions, capture
+    from ybrewind.ycql.session import connect
+
+    sim = start_in_thread()
+    try:
+        base = f"ycql://{sim.host}:{sim.port}"
+        root = tmp_path / "repo"
+        with connect(YcqlEndpoint.parse(base)) as conn:
+            conn.session.use_client_timestamp = False  # write times from the simulator's clock
+            conn.execute("CREATE KEYSPACE src WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            conn.execute("CREATE TABLE src.t (k int PRIMARY KEY, v text)")
+            for scan in range(3):
+                for k in range(scan * 10, scan * 10 + 30):
+                    conn.execute(f"INSERT INTO src.t (k, v) VALUES ({k}, 'scan {scan}')")
+                if scan:
+                    conn.execute(f"DELETE FROM src.t WHERE k = {scan}")
+                sim.clock.advance(1.0)
+                options = CaptureOptions(interval=0.01, jobs=1, ranges=4, max_scans=1, clock=sim.clock.now_us)
+                capture(YcqlEndpoint.parse(f"{base}/src"), Repository.open(str(root)), options)
+                sim.clock.advance(1.0)
+            # Scan state is read by the archiver when it resumes, never by restore: not swept here.
+            files = read_tree(root).items()
+            pristine = {k: v for k, v in files if not k.startswith("state/ycql/") and not k.endswith(".lock")}
+            assert len([k for k in pristine if k.startswith("segments/")]) == 3, sorted(pristine)
+            code, _, err = run_cli(capsys, "restore", "-q", str(root), f"{base}/control", "--latest")
+            assert code == 0, err  # the undamaged repository restores
+
+            def run(case: Case) -> None:
+                repo = write_tree(tmp_path / str(case.n), case.files)
+                code, _, err = run_cli(capsys, "restore", "-q", str(repo), f"{base}/never", "--latest")
+                check_refused(code, err, case, repo_names_ycql)
+
+            # The status is not needed by a YCQL restore: dropping it loses nothing.
+            sweep(cases("ycql-repo", pristine, droppable=lambda rel: rel != "state/archiver.json"), run)
+            conn.cluster.refresh_schema_metadata()
+            assert conn.keyspace("never") is None  # nothing was ever applied
+    finally:
+        sim.stop()
+
+
+def repo_names_ycql(rel: str) -> list[str]:
+    info = parse_segment_key(rel)
+    return [rel] if info is None else [rel, f"segments/{info.first_lsn:016X}-"]
 
 
 # --------------------------------------------------------------------------------------------

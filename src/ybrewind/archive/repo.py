@@ -208,6 +208,24 @@ class Repository:
             previous = info.last_lsn
             self._stage(info.key, data)
 
+    def check_scan_chain(self, segments: list[fmt.SegmentInfo]) -> None:
+        """YCQL scan repositories: scans are numbered 0, 1, 2... with none missing, the newest too.
+
+        Each scan segment holds the changes since the one before, so a missing scan loses writes.
+        """
+        for expected, info in enumerate(segments):
+            if info.first_lsn != expected:
+                raise DumpIntegrityError(
+                    f"{self.url}: scan segment {fmt.SEGMENTS_PREFIX}{expected:016X}-* is missing "
+                    f"(found scan {info.first_lsn} next)"
+                )
+        last_scan = (self.status() or {}).get("last_scan")
+        seq = last_scan.get("seq") if isinstance(last_scan, dict) else None
+        if isinstance(seq, int) and seq >= len(segments):
+            raise DumpIntegrityError(
+                f"{self.url}: scan segment {fmt.SEGMENTS_PREFIX}{seq:016X}-* is missing: the archiver stored it"
+            )
+
     def _stage(self, key: str, data: bytes) -> None:
         if getattr(self.storage, "local_path", None) is not None:
             return  # local repository: read in place
