@@ -23,7 +23,7 @@ from ybrewind import manifest as mf
 from ybrewind.archive import format as fmt
 from ybrewind.archive.storage import ObjectNotFound, Storage, open_storage
 from ybrewind.errors import DumpIntegrityError, UsageError
-from ybrewind.files import seal_json, unseal_json
+from ybrewind.files import atomic_file, seal_json, unseal_json
 
 LOCK_NAME = "archiver"
 
@@ -233,7 +233,8 @@ class Repository:
             self._staging = tempfile.TemporaryDirectory(prefix="ybrewind-restore-")
         path = Path(self._staging.name) / "segments" / key.rsplit("/", 1)[-1]
         path.parent.mkdir(exist_ok=True)
-        path.write_bytes(data)
+        with atomic_file(path) as f:
+            f.write(data)
         self._staged[key] = path
 
     def _verify_base(self, base: fmt.BaseBackupInfo) -> None:
