@@ -46,9 +46,12 @@ def create_schema(conn: psycopg.Connection, rows: int = 200, width: int = 1) -> 
     )
 
 
-def write_some(conn: psycopg.Connection, start: int, count: int = 5, width: int = 1) -> None:
+def write_some(conn: psycopg.Connection, start: int, count: int = 5, width: int = 1) -> list[int]:
+    """``count`` transactions of inserts and updates; returns their xids."""
+    xids = []
     for i in range(start, start + count):
         with conn.transaction():
+            xids.append(int(conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]))  # type: ignore[index]
             conn.execute(
                 "INSERT INTO items SELECT %s, (SELECT string_agg(md5((%s * 31 + i)::text), '') "
                 "FROM generate_series(1, %s) i)",
@@ -58,6 +61,17 @@ def write_some(conn: psycopg.Connection, start: int, count: int = 5, width: int 
                 "INSERT INTO notes VALUES (%s, %s) ON CONFLICT (k) DO UPDATE SET n = notes.n + 1", [f"k{i % 3}", i]
             )
             conn.execute("UPDATE items SET v = v || 'x' WHERE id = %s", [1 + i % 50])
+    return xids
+
+
+def still_in_slot(conn: psycopg.Connection, slot: str) -> set[int]:
+    """Xids of the transactions the (inactive) slot would send again: not confirmed as stored."""
+    rows = conn.execute(
+        "SELECT DISTINCT xid::text::bigint FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, "
+        "'proto_version', '1', 'publication_names', 'ybrewind')",
+        [slot],
+    ).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def checksums(conn: psycopg.Connection) -> dict[str, Any]:
@@ -140,7 +154,7 @@ def test_archiver_on_a_full_disk_stops_and_resumes_losing_nothing(
             wait_for_commit(repo, last_commit_us(conn))
             stored = repo.segments()
             filler = fill(fs, leave=24 << 10)  # room for status records, not for the next segment
-            write_some(conn, 10, count=3, width=3000)  # ~50 kB as a segment
+            unsaved = write_some(conn, 10, count=3, width=3000)  # ~50 kB as a segment
             big_commit = last_commit_us(conn)
             _, err = proc.communicate(timeout=60)  # the archiver stops by itself
             assert proc.returncode == 8, err
@@ -149,6 +163,7 @@ def test_archiver_on_a_full_disk_stops_and_resumes_losing_nothing(
             # and the restart below is accepted (it refuses a slot confirmed past what is stored).
             assert repo.segments() == stored
             assert repo.status() is not None and repo.status()["last_commit_us"] < big_commit  # type: ignore[index]
+            assert set(unsaved) <= still_in_slot(conn, slot)
             filler.unlink()
             proc = subprocess.Popen(archiver_argv(pg.url(db), str(repo_dir), slot), stderr=subprocess.PIPE, text=True)
             wait_for_commit(repo, big_commit)  # resumed from the slot: the transactions are archived now
@@ -267,7 +282,7 @@ def test_s3_persistent_errors_stop_the_archiver_claiming_nothing(
             before = confirmed_lsn(conn, slot)
             stored = repo.segments()
             proxy.rules.append(outage)
-            write_some(conn, 10)
+            unsaved = write_some(conn, 10)
             lost = last_commit_us(conn)
             run["thread"].join(60)
             assert not run["thread"].is_alive(), "the archiver kept going through a persistent outage"
@@ -280,6 +295,7 @@ def test_s3_persistent_errors_stop_the_archiver_claiming_nothing(
         assert all(s.last_commit_us < lost for s in repo.segments())
         # The slot may move over idle WAL, but not over the unsaved transactions: a restart gets them.
         assert confirmed_lsn(conn, slot) >= before
+        assert set(unsaved) <= still_in_slot(conn, slot)
         proxy.rules.remove(outage)
         with running_archiver(pg.endpoint(db), repo, fast_options(slot)):
             wait_for_commit(repo, lost, timeout=60)
