@@ -46,7 +46,8 @@ class DatabaseError(YbrewindError):
 
 
 class DumpIntegrityError(YbrewindError):
-    """A dump or archive object is missing, truncated, corrupt or of an unknown format."""
+    """A dump file, compressed script or archive object is missing, truncated, corrupt or of an
+    unknown format. Raised by the checks that run before anything is loaded or restored."""
 
     exit_code = 5
 
@@ -64,7 +65,7 @@ class TargetNotEmptyError(YbrewindError):
 
 
 class StorageError(YbrewindError):
-    """Local disk or object store failure (full disk, permission, S3 error)."""
+    """Local disk or object store failure (full disk, permission, S3 unavailable after retries)."""
 
     exit_code = 8
 

@@ -2,7 +2,9 @@
 
 Shared by YSQL and YCQL dumps. The manifest is written last (atomically), so a directory without
 one is an unfinished dump. Every file is listed with its sha256 and size on disk; ``verify()``
-checks them all and names the first file that is missing, truncated or corrupt.
+checks them all and names the first file that is missing, truncated or corrupt. The manifest
+carries its own checksum (``files.seal_json``): a damaged field no file checksum covers (row
+counts, post-data order, the keyspace model) is found before anything is loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from ybrewind import __version__
 from ybrewind.errors import DumpIntegrityError
-from ybrewind.files import atomic_write, fsync_dir, sha256_file
+from ybrewind.files import atomic_write, fsync_dir, seal_json, sha256_file, unseal_json
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "ybrewind-dump"
@@ -49,12 +51,12 @@ class Manifest:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+    def to_json(self) -> bytes:
+        return seal_json(asdict(self))
 
     def write(self, directory: Path) -> None:
         with atomic_write(directory / MANIFEST_NAME) as w:
-            w.write(self.to_json().encode())
+            w.write(self.to_json())
         fsync_dir(directory)
 
     def files_of(self, kind: str) -> list[FileEntry]:
@@ -72,9 +74,12 @@ def read(directory: Path) -> Manifest:
     if not path.exists():
         raise DumpIntegrityError(f"{path} is missing: not a ybrewind dump, or the dump did not finish")
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise DumpIntegrityError(f"{path} is not valid JSON ({e})") from None
+        raise DumpIntegrityError(f"{path} is not valid JSON ({' '.join(str(e).split())})") from None
+    except OSError as e:
+        raise DumpIntegrityError(f"{path} cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DumpIntegrityError(f"{path} is not a ybrewind dump manifest")
     version = data.get("format_version")
@@ -83,10 +88,12 @@ def read(directory: Path) -> Manifest:
             f"{path} has format version {version!r}; this ybrewind reads version {FORMAT_VERSION} "
             "(use the ybrewind release that wrote it)"
         )
+    # The version first: a manifest from another release deserves that message, not "corrupt".
+    data = unseal_json(raw, str(path), required=True)
     try:
         files = [FileEntry(**f) for f in data.pop("files")]
         return Manifest(**data, files=files)
-    except (TypeError, KeyError) as e:
+    except (TypeError, KeyError, AttributeError) as e:
         raise DumpIntegrityError(f"{path} is malformed ({e})") from None
 
 

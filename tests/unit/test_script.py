@@ -12,7 +12,7 @@ import pglast
 import pytest
 import zstandard
 
-from ybrewind.errors import ScriptError
+from ybrewind.errors import DumpIntegrityError, ScriptError
 from ybrewind.ysql import script
 from ybrewind.ysql.script import CopyIn, MetaCommand, Statement, iter_script, iter_script_file, parse_psql_bool
 
@@ -775,7 +775,7 @@ def test_truncated_or_corrupt_zstd(tmp_path: Path) -> None:
     path = tmp_path / "bad.sql.zst"
     for broken in (frame[:-3], frame + frame[: len(frame) // 2], frame[:8] + b"garbage" * 10):
         path.write_bytes(broken)
-        with pytest.raises(ScriptError, match=r"^.*bad\.sql\.zst: corrupt zstd data: "):
+        with pytest.raises(DumpIntegrityError, match=r"^.*bad\.sql\.zst: corrupt zstd data: "):
             list(iter_script_file(path))
 
 

@@ -8,22 +8,17 @@ no switch to make S3 fail on demand.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import socket
 import stat
-import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import boto3
 import pytest
@@ -31,6 +26,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
+from tests.support.faults import FaultProxy
 from ybrewind.archive import storage as st
 from ybrewind.archive.storage import ObjectNotFound, S3Storage, Storage, lock_status, open_storage
 from ybrewind.errors import RepositoryLockedError, StorageError, UsageError
@@ -557,109 +553,6 @@ def test_s3_refresh_heartbeats_and_detects_a_lost_lock(moto_url: str, s3: S3Stor
 
 # --------------------------------------------------------------------------------------------
 # Misbehaving S3: a proxy in front of moto
-
-
-class FaultProxy:
-    """Forwards HTTP requests to moto, first serving the faults queued in ``faults``.
-
-    Faults: "500"/"503" (an S3 error document), "reset" (TCP RST instead of a response),
-    "truncate" (half of the body, then close); with ``reject_conditional``, PUT/DELETE requests
-    carrying If-None-Match/If-Match get 501 NotImplemented, like a store without conditional
-    writes. ``served`` records "<METHOD> <fault or ok>" per request.
-    """
-
-    CODES: ClassVar[dict[str, str]] = {"500": "InternalError", "501": "NotImplemented", "503": "SlowDown"}
-    HOP_BY_HOP: ClassVar[set[str]] = {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "proxy-connection",
-        "content-length",
-    }
-
-    def __init__(self, upstream: str, faults: list[str] | None = None, *, reject_conditional: bool = False) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.faults = list(faults or [])
-        self.always: str | None = None
-        self.reject_conditional = reject_conditional
-        self.served: list[str] = []
-        self._mutex = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_any(self) -> None:
-                proxy.handle(self)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_any
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def _fault_for(self, request: BaseHTTPRequestHandler) -> str:
-        conditional = request.headers.get("If-None-Match") or request.headers.get("If-Match")
-        with self._mutex:
-            if self.reject_conditional and request.command in ("PUT", "DELETE") and conditional:
-                fault = "501"
-            elif self.faults:
-                fault = self.faults.pop(0)
-            else:
-                fault = self.always or "ok"
-            self.served.append(f"{request.command} {fault}")
-        return fault
-
-    def handle(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
-        fault = self._fault_for(request)
-        if fault == "reset":
-            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            request.close_connection = True
-            return
-        if fault in self.CODES:
-            payload = (
-                f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{self.CODES[fault]}</Code>'
-                "<Message>injected by the test proxy</Message></Error>"
-            ).encode()
-            request.send_response_only(int(fault))
-            request.send_header("Content-Type", "application/xml")
-            request.send_header("Content-Length", str(len(payload)))
-            request.end_headers()
-            request.wfile.write(payload)
-            return
-        connection = http.client.HTTPConnection(*self.upstream, timeout=30)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in self.HOP_BY_HOP}
-        connection.request(request.command, request.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        upstream_length = response.getheader("Content-Length")
-        connection.close()
-        request.send_response_only(response.status, response.reason)
-        for name, value in response.getheaders():
-            if name.lower() not in self.HOP_BY_HOP:
-                request.send_header(name, value)
-        # HEAD responses announce the object's length without carrying it.
-        request.send_header("Content-Length", upstream_length if request.command == "HEAD" else str(len(data)))
-        request.end_headers()
-        if request.command == "HEAD":
-            return
-        if fault == "truncate":
-            request.wfile.write(data[: len(data) // 2])
-            request.close_connection = True
-            return
-        request.wfile.write(data)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ docs/repository-format.md.
 
 A segment is a zstd-compressed JSON-lines object holding complete transactions in commit order:
 
-    {"segment": 1, "first_lsn": ..., "last_lsn": ..., "first_commit_us": ..., ...}      header
+    {"segment": 1, "first_lsn": ..., "last_lsn": ..., "first_commit_us": ..., "prev_last_lsn": ...}  header
     {"relation": relid, "schema": ..., "name": ..., "columns": [[name, type_oid, typmod, is_key], ...], ...}
     {"xid": ..., "lsn": commit_lsn, "end_lsn": ..., "ts": commit_us, "changes": [...]}   one per transaction
     {"sequences": [[schema, name, last_value], ...], "sampled_us": ..., "after_lsn": ...}  optional
@@ -18,19 +18,23 @@ Tuples are lists of text values; ``None`` is SQL NULL and the integer
 
 The object name carries the segment's LSN and commit-time range and its sha256, so listing the
 ``segments/`` prefix is the index: a restore picks its segments without reading any of them.
+The header's ``prev_last_lsn`` is the ``last_lsn`` of the segment stored just before it (None for
+the repository's first), so a segment missing from the middle of the chain is detected.
+The metadata records (repository.json, base.json, the archiver status) are sealed with their own
+checksum (``files.seal_json``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import zstandard
-
 from ybrewind.errors import DumpIntegrityError
+from ybrewind.files import compress, decompress, open_zstd, seal_json, unseal_json
 
 REPOSITORY_FORMAT = "ybrewind-repository"
 REPOSITORY_VERSION = 1
@@ -114,30 +118,34 @@ class Segment:
         return SegmentInfo(t[0].commit_lsn, t[-1].commit_lsn, t[0].commit_us, t[-1].commit_us, len(t), sha256)
 
 
-def encode_json_lines(records: list[Any], level: int = 3) -> bytes:
+def encode_json_lines(records: list[Any]) -> bytes:
     """zstd-compressed JSON lines: the body of every segment object (YSQL and YCQL)."""
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    return zstandard.ZstdCompressor(level=level).compress(("\n".join(map(dumps, records)) + "\n").encode())
+    return compress(("\n".join(map(dumps, records)) + "\n").encode())
 
 
 def decode_json_lines(data: bytes, info: SegmentInfo | None, name: str) -> list[Any]:
     """Check the checksum (when the object's name gave one), decompress and parse (non-empty)."""
     if info is not None and hashlib.sha256(data).hexdigest() != info.sha256:
         raise DumpIntegrityError(f"{name} is corrupt (sha256 mismatch)")
+    raw_bytes = decompress(data, name)  # strict: a frame cut short is an error, not an early end
     try:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(data).decode()
+        raw = raw_bytes.decode()
         # One parse for the whole object: JSON lines never contain a raw newline, so they join
         # into one array (much faster than a json.loads call per line).
         records = json.loads("[" + raw.rstrip("\n").replace("\n", ",") + "]")
-    except (zstandard.ZstdError, UnicodeDecodeError, ValueError) as e:
-        raise DumpIntegrityError(f"{name} cannot be read ({e})") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DumpIntegrityError(f"{name} cannot be read ({' '.join(str(e).split())})") from None
     if not records:
         raise DumpIntegrityError(f"{name} is empty")
     return list(records)
 
 
-def encode_segment(segment: Segment, level: int = 3) -> tuple[bytes, SegmentInfo]:
-    """Serialize and compress; returns the object bytes and its name info (with sha256)."""
+def encode_segment(segment: Segment, prev_last_lsn: int | None = None) -> tuple[bytes, SegmentInfo]:
+    """Serialize and compress; returns the object bytes and its name info (with sha256).
+
+    ``prev_last_lsn``: the ``last_lsn`` of the repository's previous segment (None: the first).
+    """
     if not segment.transactions:
         raise ValueError("a segment holds at least one transaction")
     txs = segment.transactions
@@ -149,23 +157,40 @@ def encode_segment(segment: Segment, level: int = 3) -> tuple[bytes, SegmentInfo
         "last_commit_us": txs[-1].commit_us,
         "transactions": len(txs),
         "last_end_lsn": txs[-1].end_lsn,
+        "prev_last_lsn": prev_last_lsn,
     }
     records: list[Any] = [header]
     records += [{"relation": relid, **rel} for relid, rel in sorted(segment.relations.items())]
     records += [t.to_record() for t in txs]
     if segment.sequences is not None:
         records.append(segment.sequences)
-    data = encode_json_lines(records, level)
+    data = encode_json_lines(records)
     return data, segment.info(hashlib.sha256(data).hexdigest())
+
+
+def _check_header(header: Any, name: str) -> dict[str, Any]:
+    if not isinstance(header, dict) or header.get("segment") != SEGMENT_VERSION:
+        version = header.get("segment") if isinstance(header, dict) else None
+        raise DumpIntegrityError(f"{name} has segment format {version!r}; expected {SEGMENT_VERSION}")
+    return header
+
+
+def segment_header(data: bytes, info: SegmentInfo, name: str) -> dict[str, Any]:
+    """Check the checksum and read only the header line (a restore's preflight of each segment)."""
+    if hashlib.sha256(data).hexdigest() != info.sha256:
+        raise DumpIntegrityError(f"{name} is corrupt (sha256 mismatch)")
+    with open_zstd(io.BytesIO(data), name) as reader:
+        line = reader.readline()
+    try:
+        return _check_header(json.loads(line), name)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DumpIntegrityError(f"{name} cannot be read ({' '.join(str(e).split())})") from None
 
 
 def decode_segment(data: bytes, info: SegmentInfo | None = None, name: str = "segment") -> Segment:
     """Check the checksum (when the name gave one), decompress and parse."""
     records = decode_json_lines(data, info, name)
-    header = records[0]
-    if not isinstance(header, dict) or header.get("segment") != SEGMENT_VERSION:
-        version = header.get("segment") if isinstance(header, dict) else None
-        raise DumpIntegrityError(f"{name} has segment format {version!r}; expected {SEGMENT_VERSION}")
+    header = _check_header(records[0], name)
     seg = Segment()
     for rec in records[1:]:
         if "relation" in rec:
@@ -194,21 +219,21 @@ class RepositoryInfo:
     format_version: int = REPOSITORY_VERSION
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.__dict__, indent=2, ensure_ascii=False) + "\n").encode()
+        return seal_json(self.__dict__)
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> RepositoryInfo:
         try:
             d = json.loads(data)
-        except ValueError as e:
-            raise DumpIntegrityError(f"{where} is not valid JSON ({e})") from None
-        if d.get("format") != REPOSITORY_FORMAT:
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DumpIntegrityError(f"{where} is not valid JSON ({' '.join(str(e).split())})") from None
+        if not isinstance(d, dict) or d.get("format") != REPOSITORY_FORMAT:
             raise DumpIntegrityError(f"{where} is not a ybrewind repository")
         if d.get("format_version") != REPOSITORY_VERSION:
             raise DumpIntegrityError(
                 f"{where} has format version {d.get('format_version')!r}; this ybrewind reads {REPOSITORY_VERSION}"
             )
-        return cls(**d)
+        return _construct(cls, unseal_json(data, where, required=True), where)
 
 
 @dataclass
@@ -224,11 +249,18 @@ class BaseBackupInfo:
     slot: str  # the slot whose LSN space ``lsn`` belongs to (YugabyteDB LSNs are per slot)
 
     def to_json(self) -> bytes:
-        return (json.dumps(self.__dict__, indent=2) + "\n").encode()
+        return seal_json(self.__dict__)
 
     @classmethod
-    def from_json(cls, data: bytes) -> BaseBackupInfo:
-        return cls(**json.loads(data))
+    def from_json(cls, data: bytes, where: str) -> BaseBackupInfo:
+        return _construct(cls, unseal_json(data, where, required=True), where)
+
+
+def _construct(cls: Any, fields: dict[str, Any], where: str) -> Any:
+    try:
+        return cls(**fields)
+    except TypeError as e:
+        raise DumpIntegrityError(f"{where} is malformed ({e})") from None
 
 
 def base_name(lsn: int, time_us: int) -> str:

@@ -29,10 +29,10 @@ import json
 import logging
 import os
 import socket
-import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -67,7 +67,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ybrewind import __version__
 from ybrewind.errors import RepositoryLockedError, StorageError, UsageError
-from ybrewind.files import CHUNK, fsync_dir, storage_error
+from ybrewind.files import CHUNK, atomic_file, fsync_dir, storage_error
 
 __all__ = [
     "LocalStorage",
@@ -337,33 +337,6 @@ def _read_error(path: Path, error: OSError) -> StorageError:
     return StorageError(f"cannot read {path}: {error.strerror or error}")
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Create ``path`` (mode 0600) through a unique hidden temp file, fsync, rename, fsync dir.
-
-    ``files.atomic_write`` uses one fixed temp name per target; a unique one keeps two
-    concurrent writers of the same key from writing into the same temp file: the last rename
-    wins, and each rename carries one writer's complete object.
-    """
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise storage_error(path, e) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)  # the rename itself must survive a crash
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise storage_error(path, e) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class _LocalLock(RepositoryLock):
     def __init__(self, url: str, name: str, record: dict[str, Any], fd: int) -> None:
         super().__init__(url, name, record)
@@ -416,7 +389,8 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         self._ensure_dir(path.parent)
-        _write_atomic(path, lambda f: f.write(data))
+        with atomic_file(path) as f:
+            f.write(data)
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
@@ -426,7 +400,8 @@ class LocalStorage(Storage):
             raise _read_error(path, e) from None
         with source:
             self._ensure_dir(target.parent)
-            _write_atomic(target, lambda f: _copy(source, f))
+            with atomic_file(target) as f:
+                _copy(source, f)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -445,8 +420,8 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"object {key} not found in repository {self.url}") from None
         except OSError as e:
             raise _read_error(source_path, e) from None
-        with source:
-            _write_atomic(path, lambda f: _copy(source, f))
+        with source, atomic_file(path) as f:
+            _copy(source, f)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -680,7 +655,7 @@ def _open_s3(
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     display = _display_endpoint(endpoint)
     try:
-        core = botocore.session.get_session()
+        core = _botocore_session()
         if profile:
             core.set_config_variable("profile", profile)
         retries: dict[str, Any] = {
@@ -713,6 +688,26 @@ def _open_s3(
     except BotoCoreError as e:
         raise _s3_error(e, target=url, bucket=bucket, endpoint=display) from None
     return S3Storage(client, bucket, prefix)
+
+
+_loader_lock = threading.Lock()
+_loader: Any = None
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A fresh botocore session (credentials and settings read anew) sharing one model loader.
+
+    Loading botocore's service models is most of the ~0.5 s a client costs; they never change
+    within a process, so every session reuses the first one's loader (and its cache).
+    """
+    global _loader
+    core = botocore.session.get_session()
+    with _loader_lock:
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _loader)
+    return core
 
 
 class _S3Lock(RepositoryLock):
@@ -866,13 +861,10 @@ class S3Storage(Storage):
     def get_file(self, key: str, path: Path) -> None:
         full = self._full(key)
 
-        def download(f: BinaryIO) -> None:
-            # A seekable file object lets s3transfer fetch ranges in parallel for large objects,
-            # and we own the file's creation (0600 via mkstemp) and its atomic rename.
-            with self._translated(key):
-                self.client.download_fileobj(self.bucket, full, f, Config=self.transfer_config)
-
-        _write_atomic(Path(path), download)
+        # A seekable file object lets s3transfer fetch ranges in parallel for large objects,
+        # and we own the file's creation (0600) and its atomic rename.
+        with atomic_file(Path(path)) as f, self._translated(key):
+            self.client.download_fileobj(self.bucket, full, f, Config=self.transfer_config)
 
     def exists(self, key: str) -> bool:
         full = self._full(key)

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import zstandard
 from cassandra.query import BoundStatement
 
 from ybrewind.archive import format as fmt
@@ -48,6 +47,7 @@ from ybrewind.archive.repo import Repository
 from ybrewind.archive.storage import ObjectNotFound
 from ybrewind.endpoints import YcqlEndpoint
 from ybrewind.errors import ConnectError, DumpIntegrityError, UsageError, YbrewindError
+from ybrewind.files import compress, decompress
 from ybrewind.progress import Progress
 from ybrewind.ycql import schema as sch
 from ybrewind.ycql.dump import Dumper, DumpOptions
@@ -300,8 +300,8 @@ class Capture:
 
     def _read_state_object(self, key: str) -> Any:
         try:
-            return json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(self.repo.storage.get(key)))
-        except (zstandard.ZstdError, ValueError) as e:
+            return json.loads(decompress(self.repo.storage.get(key), f"{self.repo.url}/{key}"))
+        except ValueError as e:
             raise DumpIntegrityError(f"{self.repo.url}/{key} cannot be read ({e})") from None
 
     def _state_versions(self, last: int) -> dict[str, tuple[int, str]]:
@@ -342,7 +342,6 @@ class Capture:
 
     def _save_state(self, seq: int, changed: list[tuple[str, int]], schema_changed: bool) -> None:
         put = self.repo.storage.put
-        compress = zstandard.ZstdCompressor(level=3).compress
         for table, index in changed:
             digest, rows = self.state[table][index]
             raw = json.dumps({"table": table, "range": index, "digest": digest, "rows": rows}, separators=(",", ":"))

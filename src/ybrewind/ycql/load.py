@@ -46,7 +46,7 @@ from ybrewind.errors import (
     YbrewindError,
     one_line,
 )
-from ybrewind.files import open_binary
+from ybrewind.files import check_compressed, open_binary
 from ybrewind.progress import Progress
 from ybrewind.ycql import schema as sch
 from ybrewind.ycql.literals import (
@@ -591,5 +591,6 @@ def load(
     if path.is_dir():
         return loader.load_dump(path)
     if path.is_file():
+        check_compressed(path)  # a truncated .zst is refused before its first statement runs
         return loader.load_script(path)
     raise UsageError(f"{path} does not exist")

@@ -126,6 +126,7 @@ def rebuild(repo: Repository, target_us: int | None) -> tuple[dict[str, Any], di
     segments = repo.segments()
     if not segments:
         raise UsageError(f"{repo.url} holds no scan yet; nothing to restore")
+    repo.check_scan_chain(segments)  # a missing scan would lose its writes silently
     base, last = segments[0], segments[-1]
     t = last.last_commit_us if target_us is None else target_us
     write_cutoff = 2**63 - 1 if target_us is None else t  # --latest: every archived write, whatever its clock

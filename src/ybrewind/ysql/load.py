@@ -27,7 +27,7 @@ from psycopg import sql
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import ConnectError, DatabaseError, DumpIntegrityError, TargetNotEmptyError, UsageError, one_line
-from ybrewind.files import CHUNK, open_binary
+from ybrewind.files import CHUNK, check_compressed, open_binary
 from ybrewind.progress import Progress
 from ybrewind.ysql import script
 from ybrewind.ysql.catalog import NOT_IN_EXTENSION, USER_NAMESPACES
@@ -407,5 +407,6 @@ def load(
     if path.is_dir():
         return loader.load_dump(path)
     if path.is_file():
+        check_compressed(path)  # a truncated .zst is refused before its first statement runs
         return loader.load_script(path)
     raise UsageError(f"{path} does not exist")

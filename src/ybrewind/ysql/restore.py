@@ -85,6 +85,7 @@ class Restorer:
         plan = pitr.plan(
             self.repo.base_backups(), self.repo.segments(), target_us=self.opt.target_us, target_lsn=self.opt.target_lsn
         )
+        self.repo.verify_restore(plan.base, plan.segments)  # before the target is touched
         result = RestoreResult(self.repo.url, self.target.display(), plan.base.name)
         for table in info.source.get("unstreamed_tables", []):
             self._gap(

@@ -70,9 +70,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import zstandard
-
 from ybrewind.errors import ScriptError
+from ybrewind.files import open_binary
 
 __all__ = [
     "CopyIn",
@@ -131,9 +130,7 @@ ScriptItem = Statement | CopyIn | MetaCommand
 
 _CHUNK = 1 << 20
 _MAX_INCLUDE_DEPTH = 64
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BOM = b"\xef\xbb\xbf"
-_ZSTD_INPUT = 64 << 10  # compressed bytes per step: bounds what one step can expand to
 
 # Lexer states: inside which construct the current line starts.
 _NORMAL, _SQ, _EQ, _BQ, _DQ, _DOLLAR, _COMMENT = range(7)
@@ -686,7 +683,7 @@ class _FileLexer:
         if len(sess.include_stack) >= _MAX_INCLUDE_DEPTH:
             raise ScriptError(f"{self._where(inc.line)}: includes nested more than {_MAX_INCLUDE_DEPTH} deep")
         try:
-            stream = _open_binary(inc.path)
+            stream = open_binary(inc.path)
         except OSError as e:
             raise ScriptError(
                 f"{self._where(inc.line)}: cannot open included file {inc.file}: {e.strerror or e}"
@@ -694,7 +691,7 @@ class _FileLexer:
         sess.include_stack.append(resolved)
         try:
             with stream:
-                lexer = _FileLexer(_Source(_binary_reader(stream, inc.file), inc.file), sess, inc.path.parent)
+                lexer = _FileLexer(_Source(stream.read, inc.file), sess, inc.path.parent)
                 yield from lexer.run()
         finally:
             sess.include_stack.pop()
@@ -1282,72 +1279,6 @@ def _copy_from_stdin(tokens: list[tuple[int, str, bytes | None]], where: str) ->
 # Entry points.
 
 
-class _ZstdReader:
-    """Concatenated zstd frames (like ``read_across_frames=True``) that refuses a truncated stream.
-
-    zstandard's stream_reader reports a file cut off mid-frame as a clean end, which would load a
-    truncated dump without a word; a decompressobj per frame says whether its frame completed.
-    """
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._dctx = zstandard.ZstdDecompressor()
-        self._frame: zstandard.ZstdDecompressionObj | None = None
-        self._pending = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size == 0:
-            return b""
-        while True:
-            data = self._pending or self._raw.read(_ZSTD_INPUT)
-            self._pending = b""
-            if not data:
-                if self._frame is not None:
-                    raise zstandard.ZstdError("truncated zstd stream (the last frame is incomplete)")
-                return b""
-            if self._frame is None:
-                self._frame = self._dctx.decompressobj()
-            out = self._frame.decompress(data)
-            if self._frame.eof:
-                self._pending = self._frame.unused_data
-                self._frame = None
-            if out:
-                return out
-
-    def close(self) -> None:
-        self._raw.close()
-
-    def __enter__(self) -> _ZstdReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _open_binary(path: Path) -> BinaryIO:
-    """Open a script, transparently decompressing zstd (detected by its magic number)."""
-    f = open(path, "rb")  # noqa: SIM115 -- handed to the caller, which closes it
-    try:
-        head = f.read(4)
-        f.seek(0)
-    except BaseException:
-        f.close()
-        raise
-    if head == _ZSTD_MAGIC:
-        return _ZstdReader(f)  # type: ignore[return-value]
-    return f
-
-
-def _binary_reader(stream: BinaryIO, file: str) -> Callable[[int], bytes]:
-    def read(size: int) -> bytes:
-        try:
-            return stream.read(size)
-        except zstandard.ZstdError as e:
-            raise ScriptError(f"{file}: corrupt zstd data: {e}") from None
-
-    return read
-
-
 def _text_reader(stream: TextIO, source: list[_Source], file: str) -> Callable[[int], bytes]:
     def read(size: int) -> bytes:
         try:
@@ -1391,7 +1322,7 @@ def iter_script_file(
     """Split the script at ``path`` (plain or zstd-compressed), inlining its includes."""
     path = Path(path)
     try:
-        stream = _open_binary(path)
+        stream = open_binary(path)
     except OSError as e:
         raise ScriptError(f"{path}: cannot open script: {e.strerror or e}") from None
     with stream:
@@ -1407,7 +1338,7 @@ def _split(
 ) -> Iterator[ScriptItem]:
     holder: list[_Source] = []
     text = isinstance(stream.read(0), str)
-    read = _text_reader(stream, holder, file) if text else _binary_reader(stream, file)  # type: ignore[arg-type]
+    read = _text_reader(stream, holder, file) if text else stream.read  # type: ignore[arg-type]
     source = _Source(read, file)
     holder.append(source)
     stack = [top.resolve()] if top is not None else []
