@@ -20,10 +20,14 @@ def main() -> None:
         "--publication-refresh-seconds", type=float, default=900.0,
         help="YB flag cdcsdk_publication_list_refresh_interval_secs: when new tables join a slot's stream",
     )
+    p.add_argument(
+        "--default-replica-identity", default="CHANGE", choices=["CHANGE", "DEFAULT", "FULL", "NOTHING"],
+        help="YB flag ysql_yb_default_replica_identity: the identity new tables get",
+    )
     a = p.parse_args()
     options = Options(
         a.upstream, a.host, a.port, snapshot_interval=a.snapshot_interval, history_seconds=a.history_seconds,
-        publication_refresh_seconds=a.publication_refresh_seconds,
+        publication_refresh_seconds=a.publication_refresh_seconds, default_replica_identity=a.default_replica_identity,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(ProxyServer(options).serve())

@@ -14,7 +14,7 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.2-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "1"
+INSTALL_VERSION = "2"
 
 # Placeholders {host} {port} {version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
@@ -176,7 +176,8 @@ BEGIN
         UPDATE pg_catalog.pg_index SET indoption = array_to_string(opts, ' ')::int2vector WHERE indexrelid = pk;
     END IF;
     ident := coalesce(pg_catalog.yb_sim_identity_code(
-        pg_catalog.current_setting('yb_sim.yb_default_replica_identity', true)), 'c');
+        pg_catalog.current_setting('yb_sim.yb_default_replica_identity', true)),
+        pg_catalog.yb_sim_identity_code(pg_catalog.yb_sim_default_identity_flag()), 'c');
     IF ident = 'f' THEN
         UPDATE pg_catalog.pg_class SET relreplident = 'f' WHERE oid = rel;
     END IF;
@@ -354,6 +355,16 @@ INSERT INTO pg_catalog.yb_sim_relprops (relid, num_tablets, num_hash_key_columns
 SELECT 0, 0, 0, false, 'n' WHERE false;
 COMMENT ON TABLE pg_catalog.yb_sim_relprops IS 'ybsim {install_version}';
 """
+
+
+def flag_sql(default_replica_identity: str) -> str:
+    """The server's flags, re-created on every start (ysql_yb_default_replica_identity)."""
+    from psycopg import sql
+
+    return (
+        "CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_default_identity_flag() RETURNS text LANGUAGE sql "
+        f"IMMUTABLE AS $f$ SELECT {sql.Literal(default_replica_identity).as_string(None)}::text $f$"
+    )
 
 
 def install_sql(host: str, port: int) -> str:

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from tests.support.ybsim import protocol as pr
 from tests.support.ybsim import replication as rp
-from tests.support.ybsim.catalog import MARKER, SERVER_VERSION, install_sql
+from tests.support.ybsim.catalog import INSTALL_VERSION, MARKER, SERVER_VERSION, flag_sql, install_sql
 from tests.support.ybsim.snapshots import DatabaseSnapshots
 from tests.support.ybsim.sqlrewrite import Step, Stmt, YbError, rewrite_extended, rewrite_query
 
@@ -38,6 +38,7 @@ class Options:
     history_seconds: float = 60.0
     slot_snapshot_seconds: float = 900.0
     publication_refresh_seconds: float = 900.0  # cdcsdk_publication_list_refresh_interval_secs
+    default_replica_identity: str = "CHANGE"  # ysql_yb_default_replica_identity
 
 
 class Database:
@@ -69,8 +70,10 @@ class Database:
                 [MARKER],
             )
             row = await cur.fetchone()
-            if row is None or row[0] != "ybsim 1":
+            if row is None or row[0] != f"ybsim {INSTALL_VERSION}":
+                await self.admin.execute(flag_sql(self.server.opt.default_replica_identity).encode())
                 await self.admin.execute(install_sql(self.server.opt.host, self.server.opt.port).encode())
+            await self.admin.execute(flag_sql(self.server.opt.default_replica_identity).encode())
             cur = await self.admin.execute("SELECT pg_catalog.yb_is_database_colocated()")
             row = await cur.fetchone()
             self.colocated = bool(row and row[0])

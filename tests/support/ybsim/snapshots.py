@@ -7,8 +7,9 @@ snapshot some session exported and still holds, so per database the keeper holds
   hybrid time), re-exported from a session of its own so it outlives the walsender;
 - a ring of snapshots taken every ``interval`` seconds and kept for ``retention`` seconds. A new
   one is only taken when the database's transaction state changed (``pg_current_snapshot()``), so
-  one snapshot stands exactly for a whole idle period. A read time between two snapshots is served
-  by the older one: exact when nothing committed in between, otherwise the emulator's limit.
+  one snapshot stands exactly for a whole idle period. A read time between two snapshots (something
+  committed in between) is served by the later one: it misses nothing committed before the read
+  time but may hold commits of the next ``interval`` seconds, the emulator's limit.
 """
 
 from __future__ import annotations
@@ -113,16 +114,20 @@ class DatabaseSnapshots:
                 raise YbError(f'invalid value for parameter "yb_read_time": "{value}"', "22023") from None
         if at > time.time() + 1:
             raise YbError("cannot read at a time in the future (yb_read_time)", "22023")
-        candidates = [h for h in self.ring if h.valid_from <= at]
-        if not candidates:
+        if not self.ring or at < self.ring[0].valid_from:
             raise YbError(
                 "Snapshot too old: the read time is older than the history the emulator retains "
                 f"({self.retention:.0f} s)",
                 "72000",
             )
-        held = candidates[-1]
-        if at > held.valid_until + self.interval:
-            print(f"ybsim: read time {at:.3f} served by the snapshot of {held.valid_from:.3f} (inexact)", file=sys.stderr)
+        for held in self.ring:
+            if held.valid_from <= at <= held.valid_until:
+                return held.name  # nothing committed between the snapshot and the read time: exact
+        # Something committed between the two snapshots around the read time: the later one holds
+        # every commit before it (and possibly a few after it).
+        later = [h for h in self.ring if h.valid_from >= at]
+        held = later[0] if later else self.ring[-1]
+        print(f"ybsim: read time {at:.3f} served by the snapshot of {held.valid_from:.3f} (inexact)", file=sys.stderr)
         return held.name
 
     async def _close_probe(self) -> None:

@@ -182,9 +182,18 @@ def _literal(value: object) -> bytes:
 
 
 # -- names: functions and relations YugabyteDB has differently --------------------------------------
-def rewrite_names(text: bytes, toks: list[Tok]) -> bytes:
+def rewrite_names(text: bytes, toks: list[Tok], bodies: bool = False) -> bytes:
+    """Rename calls and relations; with ``bodies``, also inside dollar-quoted function bodies
+    (a function created through the endpoint calls what YugabyteDB has, e.g. no txid_current)."""
     edits: list[tuple[int, int, bytes]] = []
     for i, t in enumerate(toks):
+        if bodies and t.name == "SCONST" and t.text.startswith(b"$"):
+            tag = t.text[: t.text.index(b"$", 1) + 1]
+            inner = t.text[len(tag) : len(t.text) - len(tag)]
+            inner_toks = tokens(inner)
+            if inner_toks:
+                edits.append((t.start, t.end, tag + rewrite_names(inner, inner_toks) + tag))
+            continue
         word = t.word
         if word is None:
             continue
@@ -291,7 +300,8 @@ def rewrite_statement(text: bytes, toks: list[Tok], session: Session) -> list[St
         steps = _replica_identity(text, toks)
         if steps is not None:
             return steps
-    return [Step([Stmt(rewrite_names(text, toks))])]
+    bodies = head == "do" or (head == "create" and ("function" in words or "procedure" in words))
+    return [Step([Stmt(rewrite_names(text, toks, bodies))])]
 
 
 def _settings(text: bytes, toks: list[Tok], session: Session) -> list[Step]:
