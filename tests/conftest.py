@@ -128,3 +128,36 @@ def s3_repo_url(moto_endpoint: str) -> str:
     bucket = f"ybrewind-{os.getpid()}-{next(_counter)}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/repo"
+
+
+# -- ybsim: the YugabyteDB-flavoured endpoint (tests/support/ybsim) ----------------------------------
+@pytest.fixture(scope="session")
+def ybsim_upstream() -> Iterator[sandbox_mod.Sandbox]:
+    """A PostgreSQL of its own behind the endpoint: it installs catalog objects in every database."""
+    directory = sandbox_dir("ybrewind-ybsim-")
+    sb = sandbox_mod.start(directory)
+    try:
+        yield sb
+    finally:
+        sandbox_mod.stop(directory)
+
+
+@pytest.fixture(scope="session")
+def ybsim(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
+    """The endpoint with YugabyteDB's defaults (new tables get replica identity CHANGE)."""
+    from tests.support.ybsim.process import running
+
+    with running(ybsim_upstream.url().rsplit("/", 1)[0], "--publication-refresh-seconds", "5") as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def ybsim_full(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
+    """The endpoint with ysql_yb_default_replica_identity=FULL, as a DBA sets it up for pgoutput."""
+    from tests.support.ybsim.process import running
+
+    with running(
+        ybsim_upstream.url().rsplit("/", 1)[0], "--default-replica-identity", "FULL",
+        "--publication-refresh-seconds", "5",
+    ) as sim:
+        yield sim

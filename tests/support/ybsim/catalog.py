@@ -177,7 +177,8 @@ BEGIN
     END IF;
     ident := coalesce(pg_catalog.yb_sim_identity_code(
         pg_catalog.current_setting('yb_sim.yb_default_replica_identity', true)),
-        pg_catalog.yb_sim_identity_code(pg_catalog.yb_sim_default_identity_flag()), 'c');
+        pg_catalog.yb_sim_identity_code(pg_catalog.current_setting('yb_sim.flag_default_replica_identity', true)),
+        'c');
     IF ident = 'f' THEN
         UPDATE pg_catalog.pg_class SET relreplident = 'f' WHERE oid = rel;
     END IF;
@@ -355,16 +356,6 @@ INSERT INTO pg_catalog.yb_sim_relprops (relid, num_tablets, num_hash_key_columns
 SELECT 0, 0, 0, false, 'n' WHERE false;
 COMMENT ON TABLE pg_catalog.yb_sim_relprops IS 'ybsim {install_version}';
 """
-
-
-def flag_sql(default_replica_identity: str) -> str:
-    """The server's flags, re-created on every start (ysql_yb_default_replica_identity)."""
-    from psycopg import sql
-
-    return (
-        "CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_default_identity_flag() RETURNS text LANGUAGE sql "
-        f"IMMUTABLE AS $f$ SELECT {sql.Literal(default_replica_identity).as_string(None)}::text $f$"
-    )
 
 
 def install_sql(host: str, port: int) -> str:

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from tests.support.ybsim import protocol as pr
 from tests.support.ybsim import replication as rp
-from tests.support.ybsim.catalog import INSTALL_VERSION, MARKER, SERVER_VERSION, flag_sql, install_sql
+from tests.support.ybsim.catalog import INSTALL_VERSION, MARKER, SERVER_VERSION, install_sql
 from tests.support.ybsim.snapshots import DatabaseSnapshots
 from tests.support.ybsim.sqlrewrite import Step, Stmt, YbError, rewrite_extended, rewrite_query
 
@@ -71,9 +71,7 @@ class Database:
             )
             row = await cur.fetchone()
             if row is None or row[0] != f"ybsim {INSTALL_VERSION}":
-                await self.admin.execute(flag_sql(self.server.opt.default_replica_identity).encode())
                 await self.admin.execute(install_sql(self.server.opt.host, self.server.opt.port).encode())
-            await self.admin.execute(flag_sql(self.server.opt.default_replica_identity).encode())
             cur = await self.admin.execute("SELECT pg_catalog.yb_is_database_colocated()")
             row = await cur.fetchone()
             self.colocated = bool(row and row[0])
@@ -171,7 +169,10 @@ class ClientSession:
         self.replication = params.get("replication", "").lower() in ("database", "true", "on", "yes", "1")
         self.db = self.server.database(dbname)
         await self.db.ensure()
-        self.uwriter.write(startup.raw)
+        # The server's flags reach every session as placeholder settings (what the catalog reads).
+        flags = f"-c yb_sim.flag_default_replica_identity={self.server.opt.default_replica_identity}"
+        params["options"] = (params.get("options", "") + " " + flags).strip()
+        self.uwriter.write(pr.startup_packet(params))
         await self.uwriter.drain()
         if not await self._authenticate():
             return

@@ -389,7 +389,8 @@ def _create_table(text: bytes, toks: list[Tok], session: Session) -> list[Step] 
         return None  # CREATE TABLE AS: no key, nothing YugabyteDB-specific
     _table_tail(text, toks, i, info, edits)
     _check_table(info, session)
-    pg_text = rewrite_names(_apply(text, edits), tokens(_apply(text, edits)) or [])
+    pg_text = _apply(text, edits).rstrip()
+    pg_text = rewrite_names(pg_text, tokens(pg_text) or [])
     steps = [Step([Stmt(pg_text)])]
     if not info.temporary:  # YugabyteDB keeps temporary tables local: no sharding to record
         note = (
@@ -597,7 +598,7 @@ def _create_index(text: bytes, toks: list[Tok]) -> list[Step]:
             i = end
         else:
             i += 1
-    pg_text = _apply(text, edits)
+    pg_text = _apply(text, edits).rstrip()
     pg_text = rewrite_names(pg_text, tokens(pg_text) or [])
     note = (
         b"SELECT pg_catalog.yb_sim_note_index("
