@@ -14,9 +14,9 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.2-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "2"
+INSTALL_VERSION = "4"
 
-# Placeholders {host} {port} {version} are filled with str.format: braces in SQL are doubled.
+# Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
 SET allow_system_table_mods = on;
 SET client_min_messages = warning;
@@ -54,11 +54,12 @@ CREATE UNLOGGED TABLE IF NOT EXISTS pg_catalog.yb_sim_slot_identity (
     replident "char" NOT NULL,
     PRIMARY KEY (slot_name, relid)
 );
-CREATE UNLOGGED TABLE IF NOT EXISTS pg_catalog.yb_sim_lsn (
+DROP TABLE IF EXISTS pg_catalog.yb_sim_lsn;
+CREATE UNLOGGED TABLE pg_catalog.yb_sim_lsn (
     slot_name name NOT NULL,
     vend pg_lsn NOT NULL,
     uend pg_lsn NOT NULL,
-    PRIMARY KEY (slot_name, vend)
+    PRIMARY KEY (slot_name, uend)
 );
 
 CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_version() RETURNS text LANGUAGE sql IMMUTABLE
@@ -91,8 +92,9 @@ CREATE OR REPLACE FUNCTION pg_catalog.yb_servers()
 RETURNS TABLE (host text, port bigint, num_connections integer, node_type text, cloud text, region text,
                zone text, public_ip text, uuid text)
 LANGUAGE sql STABLE AS $f$
-    SELECT {host}::text, {port}::bigint, 0, 'primary', 'cloud1', 'datacenter1', 'rack1', {host}::text,
-           'ybsim0000000000000000000000000000'
+    SELECT h, pg_catalog.current_setting('yb_sim.flag_port')::bigint, 0, 'primary', 'cloud1', 'datacenter1',
+           'rack1', h, 'ybsim0000000000000000000000000000'
+    FROM pg_catalog.current_setting('yb_sim.flag_host') h
 $f$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_raise(message text, code text, hint text) RETURNS void
@@ -358,12 +360,10 @@ COMMENT ON TABLE pg_catalog.yb_sim_relprops IS 'ybsim {install_version}';
 """
 
 
-def install_sql(host: str, port: int) -> str:
+def install_sql() -> str:
     from psycopg import sql
 
     return INSTALL_SQL.format(
-        host=sql.Literal(host).as_string(None),
-        port=int(port),
         version=sql.Literal(VERSION_STRING).as_string(None),
         install_version=INSTALL_VERSION,
     )

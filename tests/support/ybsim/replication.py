@@ -76,13 +76,15 @@ def publication_names(rest: bytes) -> list[str]:
 class LsnMap:
     """Per-slot virtual LSNs: each transaction's virtual end against the upstream end it came from.
 
-    ``entries`` are (virtual end, upstream end), both increasing. The first entry, (0, upstream
-    start), stands for the slot's consistent point.
+    ``entries`` are (virtual end, upstream end), both non-decreasing (one virtual position can stand
+    for several upstream ones: a transaction's end, then the idle stretch after it). The first
+    entry, (0, upstream start), stands for the slot's consistent point.
     """
 
     def __init__(self, entries: list[tuple[int, int]]) -> None:
         self.entries = sorted(entries)
         self.by_upstream = {u: v for v, u in self.entries}
+        self.added: list[tuple[int, int]] = []  # not yet persisted
 
     @property
     def last_virtual(self) -> int:
@@ -101,15 +103,14 @@ class LsnMap:
     def add(self, virtual_end: int, upstream_end: int) -> None:
         self.entries.append((virtual_end, upstream_end))
         self.by_upstream[upstream_end] = virtual_end
+        self.added.append((virtual_end, upstream_end))
 
     def advance_idle(self, upstream: int) -> bool:
-        """Nothing to stream up to ``upstream``: the last virtual position now stands for it."""
+        """Nothing to stream up to ``upstream``: the last virtual position now also stands for it
+        (a new entry: the upstream end of the last transaction must stay known for re-sends)."""
         if not self.entries or upstream <= self.entries[-1][1]:
             return False
-        v, old = self.entries[-1]
-        del self.by_upstream[old]
-        self.entries[-1] = (v, upstream)
-        self.by_upstream[upstream] = v
+        self.add(self.entries[-1][0], upstream)
         return True
 
 
@@ -147,8 +148,6 @@ class StreamRewriter:
         self.relations: dict[int, bytes] = {}  # relid -> its latest Relation message
         self.sent_relations: set[int] = set()  # Relation messages the client has for the current shape
         self.txn: _Txn | None = None
-        self.new_entries: list[tuple[int, int]] = []  # for the server to persist
-        self.idle_moved = False
 
     def unknown_relation(self, payload: bytes) -> int | None:
         """The relid of a Relation message for a table the slot has not looked up yet."""
@@ -162,8 +161,8 @@ class StreamRewriter:
         kind = payload[:1]
         if kind == b"k":
             wal_end, sent, reply = _KEEPALIVE.unpack_from(payload, 1)
-            if self.txn is None and self.lsns.advance_idle(wal_end):
-                self.idle_moved = True
+            if self.txn is None:
+                self.lsns.advance_idle(wal_end)
             return [b"k" + _KEEPALIVE.pack(self.lsns.last_virtual, sent, reply)]
         if kind != b"w":
             return [payload]
@@ -228,8 +227,7 @@ class StreamRewriter:
         records = [m for m, counts in txn.changes if counts]
         if not records:
             # Nothing YugabyteDB would stream: no transaction at all, only the position moves.
-            if self.lsns.advance_idle(upstream_end):
-                self.idle_moved = True
+            self.lsns.advance_idle(upstream_end)
             return []
         known = self.lsns.by_upstream.get(upstream_end)
         if known is not None:
@@ -239,7 +237,6 @@ class StreamRewriter:
         else:
             end = self.lsns.last_virtual + len(records) + 2
             self.lsns.add(end, upstream_end)
-            self.new_entries.append((end, upstream_end))
         commit = end - 1
         lsn = commit - len(records)  # BEGIN; then one LSN per change, the last one shared with COMMIT
         _, _, xid = struct.unpack_from("!QqI", txn.upstream_begin, 1)

@@ -71,7 +71,7 @@ class Database:
             )
             row = await cur.fetchone()
             if row is None or row[0] != f"ybsim {INSTALL_VERSION}":
-                await self.admin.execute(install_sql(self.server.opt.host, self.server.opt.port).encode())
+                await self.admin.execute(install_sql().encode())
             cur = await self.admin.execute("SELECT pg_catalog.yb_is_database_colocated()")
             row = await cur.fetchone()
             self.colocated = bool(row and row[0])
@@ -170,7 +170,11 @@ class ClientSession:
         self.db = self.server.database(dbname)
         await self.db.ensure()
         # The server's flags reach every session as placeholder settings (what the catalog reads).
-        flags = f"-c yb_sim.flag_default_replica_identity={self.server.opt.default_replica_identity}"
+        opt = self.server.opt
+        flags = (
+            f"-c yb_sim.flag_default_replica_identity={opt.default_replica_identity} "
+            f"-c yb_sim.flag_host={opt.host} -c yb_sim.flag_port={opt.port}"
+        )
         params["options"] = (params.get("options", "") + " " + flags).strip()
         self.uwriter.write(pr.startup_packet(params))
         await self.uwriter.drain()
@@ -509,23 +513,14 @@ class ClientSession:
 
     async def _persist_lsns(self) -> None:
         rw = self.rewriter
-        if rw is None or self.db is None:
+        if rw is None or self.db is None or not rw.lsns.added:
             return
-        for vend, uend in rw.new_entries:
+        for vend, uend in rw.lsns.added:
             await self.db.execute(
-                "INSERT INTO pg_catalog.yb_sim_lsn VALUES (%s, %s, %s) ON CONFLICT (slot_name, vend) "
-                "DO UPDATE SET uend = excluded.uend",
+                "INSERT INTO pg_catalog.yb_sim_lsn VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                 [self.stream_slot, rp.lsn_str(vend), rp.lsn_str(uend)],
             )
-        rw.new_entries.clear()
-        if rw.idle_moved:
-            v, u = rw.lsns.entries[-1]
-            await self.db.execute(
-                "INSERT INTO pg_catalog.yb_sim_lsn VALUES (%s, %s, %s) ON CONFLICT (slot_name, vend) "
-                "DO UPDATE SET uend = excluded.uend",
-                [self.stream_slot, rp.lsn_str(v), rp.lsn_str(u)],
-            )
-            rw.idle_moved = False
+        rw.lsns.added.clear()
 
 
 def _raise(error: YbError) -> bytes:
@@ -559,6 +554,7 @@ class ProxyServer:
     async def serve(self) -> None:
         server = await asyncio.start_server(self._accept, self.opt.host, self.opt.port)
         port = server.sockets[0].getsockname()[1]
+        self.opt.port = port  # --port 0: the one the system picked
         print(f"ybsim listening on {self.opt.host}:{port} (upstream {self.up_host}:{self.up_port})", flush=True)
         async with server:
             await server.serve_forever()

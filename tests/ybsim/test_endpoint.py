@@ -1,0 +1,226 @@
+"""The endpoint over real connections (psycopg and ybrewind's replication client) in front of a
+sandbox PostgreSQL: identification, catalog functions, YSQL DDL, refusals, yb_read_time and the
+replication dialect. What each check stands for in YugabyteDB is cited in README.md."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.integration.test_yugabyte import YB_SCHEMA
+from tests.support.ybsim.process import Ybsim
+from ybrewind.ysql import catalog
+from ybrewind.ysql import pgoutput as po
+from ybrewind.ysql.stream import Keepalive, ReplicationConnection, XLogData
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def ydb(ybsim: Ybsim) -> Iterator[str]:
+    name = ybsim.create_database(f"ybsim_{next(_names)}")
+    yield name
+    ybsim.drop_database(name)
+
+
+def error_of(conn: psycopg.Connection, query: str) -> str:
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(query.encode())
+    return info.value.diag.message_primary or ""
+
+
+def test_identifies_as_yugabyte(ybsim: Ybsim, ydb: str) -> None:
+    with ybsim.connect(ydb) as conn:
+        server = catalog.read_server(conn)
+        assert server.is_yugabyte and "-YB-2025.1" in server.version
+        assert "-YB-" in (conn.info.parameter_status("server_version") or "")
+        [(host, port)] = conn.execute("SELECT host, port FROM yb_servers()").fetchall()
+        assert (host, port) == ("127.0.0.1", ybsim.port)
+
+
+def test_ysql_ddl_and_catalog_functions(ybsim: Ybsim, ydb: str) -> None:
+    with ybsim.connect(ydb) as conn:
+        conn.execute(YB_SCHEMA.encode())
+        props = conn.execute(
+            "SELECT c.relname, p.num_tablets, p.num_hash_key_columns, p.is_colocated, yb_get_range_split_clause(c.oid) "
+            "FROM pg_class c, yb_table_properties(c.oid) p WHERE c.relname IN ('hashed', 'ranged', 'hashed_c') "
+            "ORDER BY 1"
+        ).fetchall()
+        assert props == [
+            ("hashed", 3, 2, False, None),
+            ("hashed_c", 1, 1, False, None),
+            ("ranged", 3, 0, False, "SPLIT AT VALUES ((100), (200))"),
+        ]
+        defs = dict(conn.execute(
+            "SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid IN ('hashed'::regclass, 'ranged'::regclass)"
+        ).fetchall())
+        assert defs["hashed_pkey"].endswith("USING lsm ((a, b) HASH, c ASC)")
+        assert defs["hashed_c"].endswith("USING lsm (c HASH) INCLUDE (v)")
+        assert defs["ranged_v"].endswith("USING lsm (v DESC)")
+        assert defs["ranged_pkey"].endswith("USING lsm (id ASC)")
+        # yb_hash_code(...) in 0..65535: disjoint ranges cover every row once
+        halves = [
+            conn.execute(f"SELECT count(*) FROM hashed WHERE yb_hash_code(a, b) BETWEEN {lo} AND {hi}").fetchone()[0]
+            for lo, hi in ((0, 32767), (32768, 65535))
+        ]
+        assert sum(halves) == 3000 and all(halves)
+        assert conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'hashed'").fetchone()[0] == "c"
+
+
+def test_colocation_and_tablegroups(ybsim: Ybsim, ydb: str) -> None:
+    coloc = ybsim.create_database(f"ybsim_coloc_{next(_names)}", colocated=True)
+    try:
+        with ybsim.connect(coloc) as conn:
+            assert conn.execute("SELECT yb_is_database_colocated()").fetchone()[0] is True
+            conn.execute("CREATE TABLE inside (id int PRIMARY KEY, v text)")
+            conn.execute("CREATE TABLE outside (id int PRIMARY KEY, v text) WITH (colocation = false) SPLIT INTO 2 TABLETS")
+            rows = conn.execute(
+                "SELECT c.relname, p.is_colocated, g.grpname, p.num_hash_key_columns, p.num_tablets "
+                "FROM pg_class c CROSS JOIN yb_table_properties(c.oid) p "
+                "LEFT JOIN pg_yb_tablegroup g ON g.oid = p.tablegroup_oid "
+                "WHERE c.relname IN ('inside', 'outside') ORDER BY 1"
+            ).fetchall()
+            # ybccmds.c YBCCreateTable: colocated tables live in the implicit tablegroup "default"
+            assert rows == [("inside", True, "default", 0, 1), ("outside", False, None, 1, 2)]
+    finally:
+        ybsim.drop_database(coloc)
+    with ybsim.connect(ydb) as conn:
+        assert conn.execute("SELECT yb_is_database_colocated()").fetchone()[0] is False
+        assert "non-colocated" in error_of(conn, "CREATE TABLE c (id int PRIMARY KEY) WITH (colocation = true)")
+        conn.execute("CREATE TABLEGROUP tg")
+        conn.execute("CREATE TABLE grouped (id int, v text, PRIMARY KEY (id)) TABLEGROUP tg")
+        row = conn.execute(
+            "SELECT p.is_colocated, g.grpname FROM yb_table_properties('grouped'::regclass) p "
+            "JOIN pg_yb_tablegroup g ON g.oid = p.tablegroup_oid"
+        ).fetchone()
+        assert row == (True, "tg")
+        assert "not empty" in error_of(conn, "DROP TABLEGROUP tg")
+
+
+def test_refusals(ybsim: Ybsim, ydb: str) -> None:
+    with ybsim.connect(ydb) as conn:
+        assert error_of(conn, "CREATE TABLE r (id int, PRIMARY KEY (id ASC)) SPLIT INTO 3 TABLETS") == (
+            "HASH columns must be present to split by number of tablets"
+        )
+        assert "not supported" in error_of(conn, "SELECT txid_current()")
+        assert "not supported" in error_of(conn, "SELECT pg_current_wal_lsn()")
+        conn.execute("CREATE FUNCTION f() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN RETURN txid_current(); END $$")
+        assert "not supported" in error_of(conn, "SELECT f()")
+        # the transaction state stays in step with the client after an emulated error
+        conn.execute("BEGIN")
+        error_of(conn, "SELECT txid_current()")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        conn.execute("ROLLBACK")
+    repl = ReplicationConnection(ybsim.endpoint(ydb))
+    try:
+        with pytest.raises(Exception, match="IDENTIFY_SYSTEM is not supported"):
+            repl.identify_system()
+        with pytest.raises(Exception, match="Temporary replication slot is not yet supported"):
+            repl.create_slot("tmp_slot", temporary=True)
+        repl.create_slot("drop_me", snapshot="NOEXPORT_SNAPSHOT")
+        with pytest.raises(Exception, match="Waiting for a replication slot is not yet supported"):
+            repl.drop_slot("drop_me")
+    finally:
+        repl.close()
+    with ybsim.connect(ydb) as conn:
+        conn.execute("SELECT pg_drop_replication_slot('drop_me')")
+
+
+def test_yb_read_time(ybsim: Ybsim, ydb: str) -> None:
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO t SELECT generate_series(1, 10)")
+        time.sleep(0.6)
+        as_of = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
+        time.sleep(0.6)
+        conn.execute("INSERT INTO t SELECT generate_series(11, 15)")
+        conn.execute(f"SET yb_read_time TO {as_of}")
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 10
+        conn.execute("COMMIT")
+        conn.execute("SET yb_read_time TO 0")
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 15
+        conn.execute("DROP ROLE IF EXISTS ybsim_app")
+        conn.execute("CREATE ROLE ybsim_app LOGIN PASSWORD 'pw'")
+    with psycopg.connect(f"postgresql://ybsim_app:pw@127.0.0.1:{ybsim.port}/{ydb}", autocommit=True) as app:
+        assert error_of(app, f"SET yb_read_time TO {as_of}") == 'permission denied to set parameter "yb_read_time"'
+    with ybsim.connect(ydb) as conn:
+        conn.execute("DROP ROLE ybsim_app")
+
+
+def _collect(repl: ReplicationConnection, until_commits: int, timeout: float = 20.0) -> list[tuple[po.Message, int]]:
+    out: list[tuple[po.Message, int]] = []
+    deadline = time.monotonic() + timeout
+    while sum(isinstance(m, po.Commit) for m, _ in out) < until_commits and time.monotonic() < deadline:
+        msg = repl.read(0.5)
+        if isinstance(msg, XLogData):
+            out.append((po.decode(msg.payload), msg.end_lsn))
+        elif isinstance(msg, Keepalive) and msg.reply_requested:
+            repl.send_status(0, 0)
+    return out
+
+
+def test_replication_dialect(ybsim: Ybsim, ydb: str) -> None:
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE tc (id int PRIMARY KEY, v text)")  # YugabyteDB default: CHANGE
+        conn.execute("CREATE TABLE td (id int PRIMARY KEY, v text)")
+        conn.execute("CREATE TABLE tf (id int PRIMARY KEY, v text)")
+        conn.execute("ALTER TABLE td REPLICA IDENTITY DEFAULT")
+        conn.execute("ALTER TABLE tf REPLICA IDENTITY FULL")
+        conn.execute("INSERT INTO td VALUES (1, 'a'), (2, 'b'); INSERT INTO tf VALUES (1, 'a')")
+        conn.execute("CREATE PUBLICATION pub_all FOR ALL TABLES")
+        conn.execute("CREATE PUBLICATION pub_df FOR TABLE td, tf")
+    repl = ReplicationConnection(ybsim.endpoint(ydb))
+    slot = repl.create_slot("s1", snapshot="USE_SNAPSHOT")
+    # walsender.c CreateReplicationSlot: consistent point 0/0, the snapshot is a hybrid time
+    assert slot.consistent_point == 0 and slot.snapshot is not None and int(slot.snapshot) > 1 << 60
+    with ybsim.connect(ydb) as conn:
+        conn.execute("INSERT INTO td VALUES (3, 'c')")
+        conn.execute("ALTER TABLE tc REPLICA IDENTITY FULL")  # after the slot: no effect for it
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET LOCAL yb_read_time TO '{slot.snapshot} ht'")
+        assert conn.execute("SELECT count(*) FROM td").fetchone()[0] == 2
+        conn.execute("COMMIT")
+    repl.close()
+
+    repl = ReplicationConnection(ybsim.endpoint(ydb))
+    with pytest.raises(Exception, match=r"replica identity CHANGE \(for table: \d+\) is not supported"):
+        repl.start("s1", 0, "pub_all")
+    repl.close()
+
+    repl = ReplicationConnection(ybsim.endpoint(ydb))
+    repl.start("s1", 0, "pub_df")
+    with ybsim.connect(ydb) as conn:
+        conn.execute("UPDATE td SET v = 'x' WHERE id = 1")
+        conn.execute("UPDATE tf SET v = 'y' WHERE id = 1")
+        conn.execute("TRUNCATE tf")
+        conn.execute("DELETE FROM td WHERE id = 2")
+    got = _collect(repl, 4)
+    msgs = [m for m, _ in got]
+    updates = [m for m in msgs if isinstance(m, po.Update)]
+    assert [u.key for u in updates] == [[None, None], None]  # DEFAULT: all-NULL old key on every UPDATE
+    assert updates[1].old == ["1", "a"]  # FULL: the before image
+    assert not any(isinstance(m, po.Truncate) for m in msgs)
+    deletes = [m for m in msgs if isinstance(m, po.Delete)]
+    assert deletes[0].key == ["2", None]
+    commits = [m for m in msgs if isinstance(m, po.Commit)]
+    # per-slot counters: BEGIN, one per change, COMMIT sharing the last change's LSN
+    assert [c.commit_lsn for c in commits] == [2, 5, 8, 11] and [c.end_lsn for c in commits] == [3, 6, 9, 12]
+    repl.send_status(6, 6)
+    time.sleep(0.5)
+    repl.close()
+    with ybsim.connect(ydb) as conn:
+        row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 's1'").fetchone()
+        assert row[0] == "0/6"
+    repl = ReplicationConnection(ybsim.endpoint(ydb))
+    repl.start("s1", 6, "pub_df")
+    again = [m for m, _ in _collect(repl, 2)]
+    assert [c.commit_lsn for c in again if isinstance(c, po.Commit)] == [8, 11]  # the same LSNs as before
+    repl.close()
+    with ybsim.connect(ydb) as conn:
+        conn.execute("SELECT pg_drop_replication_slot('s1')")
