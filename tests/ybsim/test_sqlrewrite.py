@@ -71,8 +71,14 @@ def test_colocated_database_accepts_colocation_false_and_tablegroups() -> None:
     assert texts(steps)[0] == ["CREATE TABLE t (id int PRIMARY KEY) WITH (fillfactor = 90)"]
     assert texts(steps)[1][0].endswith("NULL, NULL, NULL, false)")
     steps = rewrite_query(b"CREATE TABLE u (id int PRIMARY KEY) TABLEGROUP \"g\"", Session())
-    assert texts(steps)[0] == ["CREATE TABLE u (id int PRIMARY KEY)"]
-    assert "'g', NULL)" in texts(steps)[1][0]
+    assert texts(steps)[0] == ["SELECT pg_catalog.yb_sim_check_tablegroup('g')"]
+    assert texts(steps)[1] == ["CREATE TABLE u (id int PRIMARY KEY)"]
+    assert "'g', NULL)" in texts(steps)[2][0]
+
+
+def test_no_explicit_tablegroup_in_a_colocated_database() -> None:
+    with pytest.raises(YbError, match="cannot use tablegroups in a colocated database"):
+        rewrite_query(b'CREATE TABLEGROUP "default"', Session(colocated=True))
 
 
 def test_index_hash_lsm_and_nonconcurrently() -> None:
@@ -94,7 +100,7 @@ def test_names_and_unsupported_functions() -> None:
         Session(),
     )
     assert texts([step]) == [[
-        "SELECT pg_catalog.yb_sim_version(), pg_catalog.yb_sim_hash_code(ROW(a, b)), "
+        "SELECT pg_catalog.yb_sim_version(), (pg_catalog.hashtextextended(ROW(a, b)::text, 0) & 65535)::integer, "
         "pg_catalog.yb_sim_unsupported_bigint('txid_current'), "
         "pg_catalog.yb_sim_relreplident(c.oid, c.relreplident) AS relreplident "
         "FROM pg_catalog.yb_sim_replication_slots, pg_class c "
@@ -137,3 +143,8 @@ def test_create_database_colocation_and_template_release() -> None:
     assert "COLOCATION" not in texts([step])[0][0]
     with pytest.raises(YbError, match="AS OF"):
         rewrite_query(b"CREATE DATABASE d TEMPLATE src AS OF 1700000000000000", Session())
+
+
+def test_non_ascii_text_keeps_its_bytes() -> None:
+    [step] = rewrite_query("SELECT 'größe', version() FROM \"Ünï\"".encode(), Session())
+    assert texts([step]) == [["SELECT 'größe', pg_catalog.yb_sim_version() FROM \"Ünï\""]]

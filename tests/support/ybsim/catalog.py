@@ -14,7 +14,7 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.2-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "4"
+INSTALL_VERSION = "5"
 
 # Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
@@ -249,6 +249,14 @@ BEGIN
     END IF;
     INSERT INTO pg_catalog.pg_yb_tablegroup (grpname, grpowner)
     VALUES (tgname, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = coalesce(owner, session_user)));
+END $f$;
+
+CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_check_tablegroup(tgname text) RETURNS void
+LANGUAGE plpgsql AS $f$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_yb_tablegroup WHERE grpname = tgname) THEN
+        RAISE EXCEPTION 'tablegroup "%" does not exist', tgname USING ERRCODE = '42704';
+    END IF;
 END $f$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_drop_tablegroup(tgname text, if_exists boolean) RETURNS void

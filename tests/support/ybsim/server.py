@@ -24,7 +24,7 @@ from tests.support.ybsim import protocol as pr
 from tests.support.ybsim import replication as rp
 from tests.support.ybsim.catalog import INSTALL_VERSION, MARKER, SERVER_VERSION, install_sql
 from tests.support.ybsim.snapshots import DatabaseSnapshots
-from tests.support.ybsim.sqlrewrite import Step, Stmt, YbError, rewrite_extended, rewrite_query
+from tests.support.ybsim.sqlrewrite import Step, Stmt, YbError, needs_session, rewrite_extended, rewrite_query
 
 TEMPLATES = ("template0", "template1")
 
@@ -130,6 +130,7 @@ class ClientSession:
         self.stream_slot = ""
         self.refresh_origin = 0.0
         self._after: list[tuple[str, str]] = []
+        self.special: dict[bytes, bytes] = {}  # prepared statements the endpoint runs itself
 
     # -- the Session protocol sqlrewrite needs -------------------------------------------------------
     @property
@@ -219,6 +220,7 @@ class ClientSession:
     # -- client -> upstream --------------------------------------------------------------------------
     async def _client_loop(self) -> None:
         assert self.uwriter is not None
+        batch: list[tuple[bytes, bytes]] = []  # extended-protocol messages up to the next Sync
         while True:
             kind, body = await pr.read_message(self.creader)
             if kind == b"X":
@@ -227,14 +229,82 @@ class ClientSession:
                 return
             if kind == b"Q":
                 await self._query(body.rstrip(b"\0"))
-            elif kind == b"P":
-                name, query, rest = pr.parse_parse(body)
-                self._send_up(pr.build_parse(name, rewrite_extended(query), rest))
+            elif kind in (b"P", b"B", b"D", b"E", b"C"):
+                batch.append((kind, body))
+                continue
+            elif kind in (b"S", b"H"):
+                batch.append((kind, body))
+                await self._extended(batch)
+                batch = []
             elif kind == b"d" and self.mode == "stream" and self.rewriter is not None:
                 self._send_up(pr.message(b"d", self.rewriter.from_client(body)))
             else:
                 self._send_up(pr.message(kind, body))
             await self.uwriter.drain()
+
+    async def _extended(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Forward an extended-protocol batch, or run it here when it only concerns statements the
+        endpoint must rewrite with the session's state (SET yb_read_time, BEGIN, YSQL DDL)."""
+        names = {name for name, _ in self.special.items()}
+        portals: dict[bytes, bytes] = {}
+        local = bytearray()
+        execute: list[bytes] = []
+        emulated = True
+        for kind, body in batch:
+            if kind == b"P":
+                name, query, _rest = pr.parse_parse(body)
+                if needs_session(query):
+                    self.special[name] = query
+                    names.add(name)
+                    local += pr.message(b"1")
+                    continue
+                self.special.pop(name, None)
+                emulated = False
+            elif kind == b"B":
+                portal, offset = pr.read_cstring(body)
+                stmt, _ = pr.read_cstring(body, offset)
+                if stmt in names:
+                    portals[portal] = self.special[stmt]
+                    local += pr.message(b"2")
+                    continue
+                emulated = False
+            elif kind == b"D":
+                target, _ = pr.read_cstring(body, 1)
+                if (body[:1] == b"S" and target in names) or (body[:1] == b"P" and target in portals):
+                    local += (pr.message(b"t", b"\0\0") if body[:1] == b"S" else b"") + pr.message(b"n")
+                    continue
+                emulated = False
+            elif kind == b"E":
+                portal, _ = pr.read_cstring(body)
+                if portal in portals:
+                    execute.append(portals[portal])
+                    continue
+                emulated = False
+            elif kind == b"C":
+                target, _ = pr.read_cstring(body, 1)
+                if target in names or target in portals:
+                    local += pr.message(b"3")
+                    continue
+                emulated = False
+        if not emulated or batch[-1][0] != b"S" or not (local or execute):
+            for kind, body in batch:
+                if kind == b"P":
+                    name, query, rest = pr.parse_parse(body)
+                    body = pr.build_parse(name, rewrite_extended(query), rest)[5:]
+                self._send_up(pr.message(kind, body))
+            return
+        self.cwriter.write(bytes(local))
+        steps: deque[Step] = deque()
+        for text in execute:
+            try:
+                steps += rewrite_query(text, self)
+            except YbError as e:
+                steps.append(Step([Stmt(_raise(e))]))
+        if not steps:
+            self.cwriter.write(pr.ready_for_query(b"T" if self.in_transaction else b"I"))
+            await self.cwriter.drain()
+            return
+        await self._start_steps(steps)
 
     async def _query(self, text: bytes) -> None:
         if self.replication:

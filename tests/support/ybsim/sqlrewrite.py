@@ -10,6 +10,7 @@ Every behaviour here is cited in README.md.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,7 +18,7 @@ from pglast import parser
 from psycopg import sql
 
 _NOT_WORDS = {"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST", "PARAM", "Op"}
-HASH_CODE_FN = "pg_catalog.yb_sim_hash_code"
+HASH_CODE_SQL = (b"(pg_catalog.hashtextextended(ROW(", b")::text, 0) & 65535)::integer")
 
 # Functions YugabyteDB's logical replication docs list as unsupported (README: "unsupported
 # functions"), rewritten to a call that raises; the replacement keeps the result type so the
@@ -97,12 +98,19 @@ class Tok:
 
 
 def tokens(text: bytes) -> list[Tok] | None:
-    """Scanner tokens, or None when the text does not scan (the upstream reports the error)."""
+    """Scanner tokens with byte offsets, or None when the text does not scan (the upstream reports
+    the error). pglast reports character offsets."""
     try:
-        scanned = parser.scan(text.decode())
+        decoded = text.decode()
+        scanned = parser.scan(decoded)
     except Exception:
         return None
-    return [Tok(t.start, t.end + 1, t.name, text[t.start : t.end + 1]) for t in scanned]
+    if decoded.isascii():
+        return [Tok(t.start, t.end + 1, t.name, text[t.start : t.end + 1]) for t in scanned]
+    offsets = list(itertools.accumulate((len(ch.encode()) for ch in decoded), initial=0))
+    return [
+        Tok(offsets[t.start], offsets[t.end + 1], t.name, text[offsets[t.start] : offsets[t.end + 1]]) for t in scanned
+    ]
 
 
 def split_statements(text: bytes, toks: list[Tok]) -> list[tuple[bytes, list[Tok]]]:
@@ -215,7 +223,8 @@ def rewrite_names(text: bytes, toks: list[Tok], bodies: bool = False) -> bytes:
         elif calls and word == "yb_hash_code":
             close = _matching(toks, i + 1)
             inner = text[toks[i + 1].end : toks[close].start]
-            edits.append((first, toks[close].end, f"{HASH_CODE_FN}(ROW(".encode() + inner + b"))"))
+            # inline (no function call per row): the emulator's own hash of the key, 0..65535
+            edits.append((first, toks[close].end, HASH_CODE_SQL[0] + inner + HASH_CODE_SQL[1]))
         elif not calls and word in RENAMED_RELATIONS:
             edits.append((first, t.end, RENAMED_RELATIONS[word].encode()))
     return _apply(text, edits)
@@ -283,6 +292,8 @@ def rewrite_statement(text: bytes, toks: list[Tok], session: Session) -> list[St
         if rest and rest[0] in ("index", "unique"):
             return _create_index(text, toks)
         if rest and rest[0] == "tablegroup":
+            if session.colocated:  # tablegroup.c CreateTableGroup
+                raise YbError("cannot use tablegroups in a colocated database", "0A000")
             return _create_tablegroup(toks)
         if rest and rest[0] == "database":
             return _create_database(text, toks)
@@ -392,6 +403,9 @@ def _create_table(text: bytes, toks: list[Tok], session: Session) -> list[Step] 
     pg_text = _apply(text, edits).rstrip()
     pg_text = rewrite_names(pg_text, tokens(pg_text) or [])
     steps = [Step([Stmt(pg_text)])]
+    if info.tablegroup is not None:
+        check = b"SELECT pg_catalog.yb_sim_check_tablegroup(" + _literal(info.tablegroup) + b")"
+        steps.insert(0, Step([Stmt(check, hide=True)]))
     if not info.temporary:  # YugabyteDB keeps temporary tables local: no sharding to record
         note = (
             b"SELECT pg_catalog.yb_sim_note_table("
@@ -669,6 +683,26 @@ def _replica_identity(text: bytes, toks: list[Tok]) -> list[Step] | None:
     pg_text = text[: toks[k + 2].start] + upstream + text[toks[k + 2].end :]
     note = b"SELECT pg_catalog.yb_sim_set_identity(" + _literal(table) + b", " + _literal(kind.upper()) + b")"
     return [Step([Stmt(pg_text)]), Step([Stmt(note, hide=True)])]
+
+
+def needs_session(text: bytes) -> bool:
+    """Whether a statement's rewrite depends on the session or takes several steps; such statements
+    sent with the extended protocol are run by the endpoint as a simple query at Execute."""
+    toks = tokens(text)
+    if not toks:
+        return False
+    words = [t.word for t in toks[:6]]
+    head = words[0]
+    if head in ("set", "reset", "show"):
+        return any((w or "").startswith("yb_") for w in words[1:3])
+    if head in ("begin", "start"):
+        return True
+    rest = [w for w in words[1:] if w not in ("global", "local", "temp", "temporary", "unlogged", "unique")]
+    if head == "create" and rest and rest[0] in ("table", "index", "tablegroup", "database"):
+        return True
+    if head == "drop" and len(words) > 1 and words[1] in ("tablegroup", "database"):
+        return True
+    return head == "alter" and "replica" in [t.word for t in toks]
 
 
 def rewrite_extended(text: bytes) -> bytes:
