@@ -15,7 +15,10 @@ def w(msg: bytes, lsn: int = 0) -> bytes:
 
 
 def relation(relid: int, ident: bytes = b"d", natts: int = 2) -> bytes:
-    cols = b"".join(b"\x01" + f"c{i}".encode() + b"\0" + struct.pack("!Ii", 23, -1) for i in range(natts))
+    # the first column is the key
+    cols = b"".join(
+        (b"\x01" if i == 0 else b"\x00") + f"c{i}".encode() + b"\0" + struct.pack("!Ii", 23, -1) for i in range(natts)
+    )
     return b"R" + struct.pack("!I", relid) + b"public\0t\0" + ident + struct.pack("!h", natts) + cols
 
 
@@ -110,3 +113,21 @@ def test_replication_command_parsing() -> None:
     m = rp.START.match(b"START_REPLICATION SLOT \"s\" LOGICAL 0/1A (proto_version '1', publication_names 'a,b')")
     assert m and rp.publication_names(m.group("rest")) == ["a", "b"] and m.group("lo") == b"1A"
     assert rp.DROP_SLOT.match(b'DROP_REPLICATION_SLOT "s" WAIT').group("wait")
+
+
+def test_key_updates_become_delete_and_insert() -> None:
+    rw = rp.StreamRewriter({1: rp.TableInfo("d", True), 2: rp.TableInfo("f", True)}, rp.LsnMap([(0, 0)]))
+    msgs = stream(
+        rw, begin(10), relation(1), relation(2, b"f"),
+        b"U" + struct.pack("!I", 1) + b"K" + tup(b"1", b"") [:2] + b"t" + struct.pack("!i", 1) + b"1" + b"n"
+        + b"N" + tup(b"5", b"x"),
+        b"U" + struct.pack("!I", 2) + b"O" + tup(b"1", b"a") + b"N" + tup(b"1", b"b"),
+        b"U" + struct.pack("!I", 2) + b"O" + tup(b"1", b"b") + b"N" + tup(b"2", b"b"),
+        commit(10, 11),
+    )
+    kinds = [type(m).__name__ for m in msgs]
+    # yb_decode.c: "primary key updates are sent as DELETE + INSERT"
+    assert kinds == ["Begin", "Relation", "Delete", "Insert", "Relation", "Update", "Delete", "Insert", "Commit"]
+    assert msgs[2].key == ["1", None] and msgs[3].new == ["5", "x"]
+    assert msgs[5].old == ["1", "a"] and msgs[6].old == ["1", "b"] and msgs[7].new == ["2", "b"]
+    assert msgs[-1].commit_lsn == 6  # five changes

@@ -195,8 +195,14 @@ class StreamRewriter:
                     )
                 self.txn.changes.append((self.relations[relid], False))
                 self.sent_relations.add(relid)
-            if tag == b"U" and info.replident == "d":
-                msg = self._default_update(msg, relid)
+            if tag == b"U":
+                moved = self._key_move(msg, relid)
+                if moved is not None:
+                    # yb_decode.c YBDecodeUpdate: "primary key updates are sent as DELETE + INSERT"
+                    self.txn.changes += [(moved[0], True), (moved[1], True)]
+                    return []
+                if info.replident == "d":
+                    msg = self._default_update(msg, relid)
             self.txn.changes.append((msg, True))
         # TRUNCATE ('T') and logical messages ('M') are not streamed; origin/type messages neither.
         return []
@@ -207,6 +213,33 @@ class StreamRewriter:
         for _ in range(2):
             offset = msg.index(b"\0", offset) + 1
         return int(struct.unpack_from("!h", msg, offset + 1)[0])
+
+    def _key_columns(self, relid: int) -> list[bool]:
+        msg = self.relations[relid]
+        offset = 5
+        for _ in range(2):
+            offset = msg.index(b"\0", offset) + 1
+        (natts,) = struct.unpack_from("!h", msg, offset + 1)
+        offset += 3
+        keys = []
+        for _ in range(natts):
+            keys.append(bool(msg[offset] & 1))
+            offset = msg.index(b"\0", offset + 1) + 1 + 8
+        return keys
+
+    def _key_move(self, msg: bytes, relid: int) -> tuple[bytes, bytes] | None:
+        """(DELETE, INSERT) for an UPDATE that changed the primary key, else None."""
+        body = msg[5:]
+        if body[:1] not in (b"K", b"O"):
+            return None  # no old tuple: PostgreSQL sends one whenever the key changed
+        kind = body[:1]
+        old = body[1 : 1 + _tuple_length(body[1:])]
+        new = body[1 + len(old) :]  # 'N' + tuple
+        keys = self._key_columns(relid)
+        old_cols, new_cols = _columns(old), _columns(new[1:])
+        if all(not k or o == n for k, o, n in zip(keys, old_cols, new_cols, strict=False)):
+            return None
+        return msg[:1].replace(b"U", b"D") + msg[1:5] + kind + old, b"I" + msg[1:5] + new
 
     def _default_update(self, msg: bytes, relid: int) -> bytes:
         """Replica identity DEFAULT: YugabyteDB has no before image and sends an old-key tuple of
@@ -264,6 +297,22 @@ def _begin_ts(begin: bytes) -> int:
 
 def _wrap(lsn: int, sent: int, msg: bytes) -> bytes:
     return b"w" + _XLOG.pack(lsn, lsn, sent) + msg
+
+
+def _columns(body: bytes) -> list[bytes]:
+    """The raw column entries of one TupleData (kind byte and value)."""
+    (natts,) = struct.unpack_from("!h", body)
+    offset = 2
+    out = []
+    for _ in range(natts):
+        start = offset
+        kind = body[offset : offset + 1]
+        offset += 1
+        if kind in (b"t", b"b"):
+            (n,) = struct.unpack_from("!i", body, offset)
+            offset += 4 + n
+        out.append(body[start:offset])
+    return out
 
 
 def _tuple_length(body: bytes) -> int:
