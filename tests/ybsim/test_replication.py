@@ -116,10 +116,11 @@ def test_replication_command_parsing() -> None:
 
 
 def test_key_updates_become_delete_and_insert() -> None:
-    rw = rp.StreamRewriter({1: rp.TableInfo("d", True), 2: rp.TableInfo("f", True)}, rp.LsnMap([(0, 0)]))
+    tables = {1: rp.TableInfo("d", True), 2: rp.TableInfo("f", True, key_columns=[True, False])}
+    rw = rp.StreamRewriter(tables, rp.LsnMap([(0, 0)]))
     msgs = stream(
         rw, begin(10), relation(1), relation(2, b"f"),
-        b"U" + struct.pack("!I", 1) + b"K" + tup(b"1", b"") [:2] + b"t" + struct.pack("!i", 1) + b"1" + b"n"
+        b"U" + struct.pack("!I", 1) + b"K" + tup(b"1", b"")[:2] + b"t" + struct.pack("!i", 1) + b"1" + b"n"
         + b"N" + tup(b"5", b"x"),
         b"U" + struct.pack("!I", 2) + b"O" + tup(b"1", b"a") + b"N" + tup(b"1", b"b"),
         b"U" + struct.pack("!I", 2) + b"O" + tup(b"1", b"b") + b"N" + tup(b"2", b"b"),

@@ -121,6 +121,9 @@ class TableInfo:
     replident: str  # YugabyteDB identity: c (CHANGE), d, f, n
     has_pk: bool
     streamed_from: float = 0.0  # unix time it joins the slot's table list (next publication refresh)
+    # Primary key columns among the published ones; None: the Relation message's key flags (which
+    # mark every column under REPLICA IDENTITY FULL).
+    key_columns: list[bool] | None = None
 
 
 @dataclass
@@ -235,7 +238,8 @@ class StreamRewriter:
         kind = body[:1]
         old = body[1 : 1 + _tuple_length(body[1:])]
         new = body[1 + len(old) :]  # 'N' + tuple
-        keys = self._key_columns(relid)
+        info = self.tables[relid]
+        keys = info.key_columns if info.key_columns is not None else self._key_columns(relid)
         old_cols, new_cols = _columns(old), _columns(new[1:])
         if all(not k or o == n for k, o, n in zip(keys, old_cols, new_cols, strict=False)):
             return None

@@ -564,22 +564,26 @@ class ClientSession:
         rows = await self.db.execute(
             "SELECT pg_catalog.yb_sim_relreplident(c.oid, c.relreplident)::text, "
             "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
-            "extract(epoch FROM coalesce(p.created_at, '-infinity'))::float8 "
+            "extract(epoch FROM coalesce(p.created_at, '-infinity'))::float8, "
+            "ARRAY(SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary "
+            "                     AND a.attnum = ANY(i.indkey::int2[])) "
+            "      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "      AND a.attgenerated = '' ORDER BY a.attnum) "
             "FROM pg_class c LEFT JOIN pg_catalog.yb_sim_relprops p ON p.relid = c.oid WHERE c.oid = %s",
             [relid],
         )
         if not rows:
             return rp.TableInfo("d", False, float("inf"))
-        ident, has_pk, created = rows[0]
+        ident, has_pk, created, keys = rows[0]
         if frozen is not None:
-            return rp.TableInfo(frozen, bool(has_pk), 0.0)
+            return rp.TableInfo(frozen, bool(has_pk), 0.0, list(keys))
         # Created after the slot: YugabyteDB adds it at the next publication refresh
         # (cdcsdk_publication_list_refresh_interval_secs after the previous one).
         interval = self.server.opt.publication_refresh_seconds
         origin = self.refresh_origin
         created = float(created) if created is not None and created != float("-inf") else origin
         periods = max(0, int((created - origin) // interval) + 1)
-        return rp.TableInfo(str(ident), bool(has_pk), origin + periods * interval)
+        return rp.TableInfo(str(ident), bool(has_pk), origin + periods * interval, list(keys))
 
     async def _persist_lsns(self) -> None:
         rw = self.rewriter
