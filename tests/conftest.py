@@ -130,6 +130,38 @@ def s3_repo_url(moto_endpoint: str) -> str:
     return f"s3://{bucket}/repo"
 
 
+# -- YBREWIND_TEST_REAL=docker: real servers in containers (tests/support/realservers.py) -----------
+_real_servers = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _real_servers
+    if os.environ.get("YBREWIND_TEST_REAL") != "docker" or hasattr(config, "workerinput"):
+        return  # xdist workers inherit the variables the controller set
+    from contextlib import ExitStack
+
+    from tests.support.realservers import start
+
+    _real_servers = ExitStack()
+    start(_real_servers)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _real_servers is not None:
+        _real_servers.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.support.realservers import SKIP_VAR
+
+    reason = os.environ.get(SKIP_VAR)
+    if not reason:
+        return
+    for item in items:  # the tests that need a real server: say why they do not run
+        if item.path.name == "test_yugabyte.py" or "[real" in item.nodeid:
+            item.add_marker(pytest.mark.skipif(True, reason=reason), append=False)
+
+
 # -- ybsim: the YugabyteDB-flavoured endpoint (tests/support/ybsim) ----------------------------------
 @pytest.fixture(scope="session")
 def ybsim_upstream() -> Iterator[sandbox_mod.Sandbox]:
