@@ -10,11 +10,11 @@ Behaviour and sources are listed in README.md (table "What is emulated").
 from __future__ import annotations
 
 VERSION_STRING = (
-    "PostgreSQL 15.2-YB-2025.1.0.0-b0 on x86_64-pc-linux-gnu, compiled by clang version 17.0.6, 64-bit"
+    "PostgreSQL 15.12-YB-2025.1.0.0-b0 on x86_64-pc-linux-gnu, compiled by clang version 17.0.6, 64-bit"
 )
-SERVER_VERSION = "15.2-YB-2025.1.0.0-b0"
+SERVER_VERSION = "15.12-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "5"
+INSTALL_VERSION = "6"
 
 # Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
