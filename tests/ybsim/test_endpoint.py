@@ -224,3 +224,67 @@ def test_replication_dialect(ybsim: Ybsim, ydb: str) -> None:
     repl.close()
     with ybsim.connect(ydb) as conn:
         conn.execute("SELECT pg_drop_replication_slot('s1')")
+
+
+def _render_and_read_back(ybsim: Ybsim, dbname: str, m: object) -> object:
+    from ybrewind.ysql.ddl import DdlWriter, RenderOptions
+
+    w = DdlWriter(m, RenderOptions("yugabyte", owners=False, privileges=False))  # type: ignore[arg-type]
+    with ybsim.connect(dbname) as conn:
+        for stmt in w.pre_data() + [p.sql for p in w.post_data()]:
+            conn.execute(stmt.encode())
+        return catalog.read_schema(conn)
+
+
+def test_ddl_ybrewind_renders_reads_back_the_same(ybsim: Ybsim, ydb: str) -> None:
+    """The YSQL DDL ybrewind renders (tests/unit/test_ddl_yugabyte.py models) is accepted and the
+    catalog then says what the model said."""
+    from tests.unit.test_ddl_yugabyte import model, yb_table
+    from ybrewind.ysql.model import Index, IndexKey, KeyColumn, YbTableProps
+
+    tables = [
+        yb_table("orders", [KeyColumn("a", "HASH"), KeyColumn("b", "HASH"), KeyColumn("c", "ASC")],
+                 YbTableProps(num_tablets=3, num_hash_key_columns=2)),
+        yb_table("series", [KeyColumn("k", "HASH"), KeyColumn("t", "DESC")],
+                 YbTableProps(num_tablets=2, num_hash_key_columns=1)),
+        yb_table("events", [KeyColumn("id", "ASC")],
+                 YbTableProps(num_tablets=3, split_clause="SPLIT AT VALUES ((1000), (5000))")),
+        yb_table("g1", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True, tablegroup="grp")),
+    ]
+    m = model(*tables)
+    m.indexes.append(Index(
+        ("pg_class", 2), "public", "orders_v_idx", ("public", "orders"),
+        "CREATE INDEX orders_v_idx ON public.orders USING lsm (v HASH, c DESC)",
+        keys=[IndexKey("v", "HASH"), IndexKey("c", "DESC", nulls_first=True)], method="lsm",
+        yb=YbTableProps(num_tablets=2, num_hash_key_columns=1),
+    ))
+    got = _render_and_read_back(ybsim, ydb, m)
+    by_name = {t.name: t for t in got.tables()}
+    for t in tables:
+        back = by_name[t.name]
+        assert back.primary_key is not None and t.primary_key is not None
+        assert [(k.name, k.ordering) for k in back.primary_key.columns] == [
+            (k.name, k.ordering) for k in t.primary_key.columns
+        ], t.name
+        assert back.yb == t.yb, t.name
+    [idx] = [i for i in got.indexes if i.name == "orders_v_idx"]
+    assert [(k.expression, k.ordering) for k in idx.keys] == [("v", "HASH"), ("c", "DESC")]
+    assert idx.yb is not None and (idx.yb.num_tablets, idx.yb.num_hash_key_columns) == (2, 1)
+
+
+def test_ddl_for_a_colocated_database(ybsim: Ybsim) -> None:
+    from tests.unit.test_ddl_yugabyte import model, yb_table
+    from ybrewind.ysql.model import KeyColumn, YbTableProps
+
+    small = yb_table("small", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True))
+    big = yb_table("big", [KeyColumn("id", "HASH")], YbTableProps(num_tablets=4, num_hash_key_columns=1))
+    name = ybsim.create_database(f"ybsim_coloc_{next(_names)}", colocated=True)
+    try:
+        got = _render_and_read_back(ybsim, name, model(small, big, colocated=True))
+        by_name = {t.name: t for t in got.tables()}
+        assert got.database.colocated
+        assert by_name["big"].yb == big.yb
+        # the implicit tablegroup "default" shows (ybccmds.c YBCCreateTable)
+        assert by_name["small"].yb is not None and by_name["small"].yb.tablegroup == "default"
+    finally:
+        ybsim.drop_database(name)
