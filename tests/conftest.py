@@ -135,15 +135,27 @@ _real_servers = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """YBREWIND_TEST_REAL=docker: containers; =ybsim: the real-server YSQL tests against the
+    YugabyteDB-flavoured endpoint (an emulator, not YugabyteDB)."""
     global _real_servers
-    if os.environ.get("YBREWIND_TEST_REAL") != "docker" or hasattr(config, "workerinput"):
+    mode = os.environ.get("YBREWIND_TEST_REAL")
+    if mode not in ("docker", "ybsim") or hasattr(config, "workerinput"):
         return  # xdist workers inherit the variables the controller set
     from contextlib import ExitStack
 
-    from tests.support.realservers import start
-
     _real_servers = ExitStack()
-    start(_real_servers)
+    if mode == "docker":
+        from tests.support.realservers import start
+
+        start(_real_servers)
+        return
+    from tests.support.ybsim.process import running
+
+    directory = sandbox_dir("ybrewind-ybsim-real-")
+    sb = sandbox_mod.start(directory)
+    _real_servers.callback(sandbox_mod.stop, directory)
+    sim = _real_servers.enter_context(running(sb.url().rsplit("/", 1)[0]))
+    os.environ["YBREWIND_YSQL_URL"] = sim.url("postgres")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

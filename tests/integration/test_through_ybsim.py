@@ -237,10 +237,10 @@ def test_colocated_database_round_trip(ybsim: Ybsim, tmp_path: Path) -> None:
 def test_clone_at_read_time(ybsim: Ybsim, ydb: str) -> None:
     with ybsim.connect(ydb) as conn:
         conn.execute(WORKLOAD_SCHEMA.encode())
-        time.sleep(0.6)
+        time.sleep(1.0)  # the endpoint's snapshot ring ticks every 0.25 s
         expected = state(conn)
         as_of = now_us(conn)
-        time.sleep(0.6)
+        time.sleep(1.0)  # the endpoint's snapshot ring ticks every 0.25 s
         conn.execute("DELETE FROM ranged WHERE k <= 30; UPDATE acct SET balance = 0")
     new = f"{ydb}_asof"
     try:

@@ -135,9 +135,9 @@ def test_yb_read_time(ybsim: Ybsim, ydb: str) -> None:
     with ybsim.connect(ydb) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
         conn.execute("INSERT INTO t SELECT generate_series(1, 10)")
-        time.sleep(0.6)
+        time.sleep(1.0)  # the endpoint's snapshot ring ticks every 0.25 s
         as_of = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
-        time.sleep(0.6)
+        time.sleep(1.0)  # the endpoint's snapshot ring ticks every 0.25 s
         conn.execute("INSERT INTO t SELECT generate_series(11, 15)")
         conn.execute(f"SET yb_read_time TO {as_of}")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
