@@ -316,6 +316,39 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
 
 
+@pytest.mark.xfail(reason="not in issue 9 (new): YugabyteDB does not stream tables without a primary key "
+                          "(yb_virtual_wal_client.c YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot); the "
+                          "archiver neither refuses nor warns, so their changes are missing from restores",
+                   strict=False)
+def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
+    src = ybsim_full.endpoint(fdb)
+    with ybsim_full.connect(fdb) as conn:
+        conn.execute("CREATE TABLE nokey (a int, b text)")
+    repo = Repository.open(str(tmp_path / "repo"))
+    slot = f"s_{fdb}"
+    try:
+        try:
+            with running_archiver(src, repo, fast_options(slot)) as outcome, ybsim_full.connect(fdb) as conn:
+                wait_started(repo, outcome)
+                conn.execute("INSERT INTO nokey SELECT g, 'x' FROM generate_series(1, 10) g")
+                expected = state(conn)
+                wait_for_commit(repo, now_us(conn) - 50_000, timeout=10)
+        except UsageError as e:  # refusing to archive what cannot be archived is acceptable
+            assert "primary key" in str(e)
+            return
+        target = f"{fdb}_pitr"
+        try:
+            restore(repo, ybsim_full.endpoint(target), RestoreOptions(jobs=2))
+            with ybsim_full.connect(target) as conn:
+                assert state(conn) == expected
+        finally:
+            ybsim_full.drop_database(target)
+    finally:
+        with ybsim_full.connect(fdb) as conn:
+            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+
+
 def test_postgres_archive_restores_into_yugabyte(pg: PgServer, db: str, ybsim: Ybsim, tmp_path: Path) -> None:
     """A plain PostgreSQL archive restored to a YugabyteDB target (YSQL DDL through the endpoint)."""
     with pg.connect(db) as conn:

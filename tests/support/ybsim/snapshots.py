@@ -7,7 +7,9 @@ snapshot some session exported and still holds, so per database the keeper holds
   hybrid time), re-exported from a session of its own so it outlives the walsender;
 - a ring of snapshots taken every ``interval`` seconds and kept for ``retention`` seconds. A new
   one is only taken when the database's transaction state changed (``pg_current_snapshot()``), so
-  one snapshot stands exactly for a whole idle period. A read time between two snapshots (something
+  one snapshot stands exactly for a whole idle period. ``pg_current_snapshot()`` is cluster-wide,
+  so writes in other databases also count as changes: at most ``max_held`` snapshots are held per
+  database (each is an open session), thinned where they are closest in time. A read time between two snapshots (something
   committed in between) is served by the later one: it misses nothing committed before the read
   time but may hold commits of the next ``interval`` seconds, the emulator's limit.
 """
@@ -44,8 +46,11 @@ async def _export(url: str) -> tuple[psycopg.AsyncConnection, str, str]:
 
 
 class DatabaseSnapshots:
-    def __init__(self, url: str, interval: float, retention: float, slot_retention: float) -> None:
+    def __init__(
+        self, url: str, interval: float, retention: float, slot_retention: float, max_held: int = 16
+    ) -> None:
         self.url = url
+        self.max_held = max(3, max_held)
         self.interval = interval
         self.retention = retention
         self.slot_retention = slot_retention
@@ -83,6 +88,13 @@ class DatabaseSnapshots:
         now = time.time()
         while len(self.ring) > 1 and self.ring[0].valid_until < now - self.retention:
             await self.ring.pop(0).conn.close()
+        while len(self.ring) > self.max_held:
+            # drop the snapshot whose neighbours are closest: resolution spread over the history
+            i = min(
+                range(1, len(self.ring) - 1),
+                key=lambda k: self.ring[k + 1].valid_from - self.ring[k - 1].valid_until,
+            )
+            await self.ring.pop(i).conn.close()
         for ht, (held, expires) in list(self.slots.items()):
             if expires < now:
                 del self.slots[ht]
