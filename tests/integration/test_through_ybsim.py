@@ -316,10 +316,9 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
 
 
-@pytest.mark.xfail(reason="not in issue 9 (new): YugabyteDB does not stream tables without a primary key "
-                          "(yb_virtual_wal_client.c YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot); the "
-                          "archiver neither refuses nor warns, so their changes are missing from restores",
-                   strict=False)
+@pytest.mark.xfail(reason="issue 9 finding 2 first; then: YugabyteDB does not stream tables without a primary "
+                          "key (yb_virtual_wal_client.c YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot): the "
+                          "archiver must refuse or warn, not lose their changes silently", strict=False)
 def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     src = ybsim_full.endpoint(fdb)
     with ybsim_full.connect(fdb) as conn:
@@ -335,6 +334,10 @@ def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path
                 wait_for_commit(repo, now_us(conn) - 50_000, timeout=10)
         except UsageError as e:  # refusing to archive what cannot be archived is acceptable
             assert "primary key" in str(e)
+            return
+        except AssertionError:  # nothing archived: acceptable only if the archiver said why
+            warnings = outcome["result"].warnings if "result" in outcome else []
+            assert any("nokey" in w and "primary key" in w for w in warnings), warnings
             return
         target = f"{fdb}_pitr"
         try:

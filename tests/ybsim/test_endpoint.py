@@ -40,6 +40,14 @@ def test_identifies_as_yugabyte(ybsim: Ybsim, ydb: str) -> None:
         assert "-YB-" in (conn.info.parameter_status("server_version") or "")
         [(host, port)] = conn.execute("SELECT host, port FROM yb_servers()").fetchall()
         assert (host, port) == ("127.0.0.1", ybsim.port)
+        # YugabyteDB parameters, also read with a bound name (extended protocol)
+        assert conn.execute("SELECT current_setting(%s, true)", ["yb_enable_replication_commands"]).fetchone() == (
+            "true",
+        )
+        assert conn.execute("SHOW yb_enable_replication_commands").fetchone() == ("true",)
+        assert conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+        cols = [d.name for d in conn.execute("SELECT * FROM pg_replication_slots").description or []]
+        assert cols[-2:] == ["yb_stream_id", "yb_restart_commit_ht"]  # docs .../monitor.md
 
 
 def test_ysql_ddl_and_catalog_functions(ybsim: Ybsim, ydb: str) -> None:

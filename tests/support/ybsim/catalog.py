@@ -14,7 +14,7 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.12-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "6"
+INSTALL_VERSION = "7"
 
 # Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
@@ -342,6 +342,14 @@ END $f$;
 CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_get_indexdef(idx oid) RETURNS text LANGUAGE sql STABLE
 AS $f$ SELECT pg_catalog.yb_sim_get_indexdef(idx, 0, false) $f$;
 
+-- current_setting() of YugabyteDB parameters: kept as yb_sim.<name> placeholders (the endpoint
+-- sets YugabyteDB's defaults at connection start and renames them in SET/SHOW).
+CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_current_setting(name text, missing_ok boolean DEFAULT false)
+RETURNS text LANGUAGE sql STABLE AS $f$
+    SELECT CASE WHEN name LIKE 'yb\\_%' THEN pg_catalog.current_setting('yb_sim.' || name, missing_ok)
+                ELSE pg_catalog.current_setting(name, missing_ok) END
+$f$;
+
 -- LSNs are per-slot counters on YugabyteDB: translate the upstream's WAL positions.
 CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_virtual_lsn(slot name, upstream pg_lsn) RETURNS pg_lsn
 LANGUAGE sql STABLE AS $f$
@@ -350,7 +358,8 @@ LANGUAGE sql STABLE AS $f$
                               '0/0'::pg_lsn) END
 $f$;
 
-CREATE OR REPLACE VIEW pg_catalog.yb_sim_replication_slots AS
+DROP VIEW IF EXISTS pg_catalog.yb_sim_replication_slots;
+CREATE VIEW pg_catalog.yb_sim_replication_slots AS
     SELECT s.slot_name, s.plugin, s.slot_type, s.datoid, s.database, s.temporary, s.active, s.active_pid,
            s.xmin, s.catalog_xmin,
            CASE WHEN s.database = current_database() THEN pg_catalog.yb_sim_virtual_lsn(s.slot_name, s.restart_lsn)
@@ -358,8 +367,7 @@ CREATE OR REPLACE VIEW pg_catalog.yb_sim_replication_slots AS
            CASE WHEN s.database = current_database()
                 THEN pg_catalog.yb_sim_virtual_lsn(s.slot_name, s.confirmed_flush_lsn)
                 ELSE s.confirmed_flush_lsn END AS confirmed_flush_lsn,
-           s.wal_status, s.safe_wal_size, s.two_phase,
-           y.snapshot_ht AS yb_restart_commit_ht, 'SEQUENCE'::text AS yb_lsn_type
+           pg_catalog.md5(s.slot_name) AS yb_stream_id, y.snapshot_ht::int8 AS yb_restart_commit_ht
     FROM pg_catalog.pg_replication_slots s LEFT JOIN pg_catalog.yb_sim_slot y ON y.slot_name = s.slot_name;
 
 INSERT INTO pg_catalog.yb_sim_relprops (relid, num_tablets, num_hash_key_columns, is_colocated, replident)

@@ -174,7 +174,9 @@ class ClientSession:
         opt = self.server.opt
         flags = (
             f"-c yb_sim.flag_default_replica_identity={opt.default_replica_identity} "
-            f"-c yb_sim.flag_host={opt.host} -c yb_sim.flag_port={opt.port}"
+            f"-c yb_sim.flag_host={opt.host} -c yb_sim.flag_port={opt.port} "
+            # YugabyteDB parameters ybrewind reads; walsender.c checks yb_enable_replication_commands
+            "-c yb_sim.yb_enable_replication_commands=true"
         )
         params["options"] = (params.get("options", "") + " " + flags).strip()
         self.uwriter.write(pr.startup_packet(params))

@@ -36,6 +36,7 @@ UNSUPPORTED = {
 RENAMED_FUNCTIONS = {
     "version": "pg_catalog.yb_sim_version",
     "pg_get_indexdef": "pg_catalog.yb_sim_get_indexdef",
+    "current_setting": "pg_catalog.yb_sim_current_setting",
 }
 RENAMED_RELATIONS = {"pg_replication_slots": "pg_catalog.yb_sim_replication_slots"}
 
