@@ -148,3 +148,9 @@ def test_create_database_colocation_and_template_release() -> None:
 def test_non_ascii_text_keeps_its_bytes() -> None:
     [step] = rewrite_query("SELECT 'größe', version() FROM \"Ünï\"".encode(), Session())
     assert texts([step]) == [["SELECT 'größe', pg_catalog.yb_sim_version() FROM \"Ünï\""]]
+
+
+def test_comments_before_a_statement_do_not_hide_it() -> None:
+    steps = rewrite_query(b"SELECT 1;\n-- why\n/* more */ ALTER TABLE t REPLICA IDENTITY DEFAULT", Session())
+    assert texts(steps)[0] == ["SELECT 1", "ALTER TABLE t REPLICA IDENTITY DEFAULT"]
+    assert texts(steps)[1] == ["SELECT pg_catalog.yb_sim_set_identity('t', 'DEFAULT')"]

@@ -103,7 +103,7 @@ def tokens(text: bytes) -> list[Tok] | None:
     the error). pglast reports character offsets."""
     try:
         decoded = text.decode()
-        scanned = parser.scan(decoded)
+        scanned = [t for t in parser.scan(decoded) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
     except Exception:
         return None
     if decoded.isascii():
