@@ -14,7 +14,7 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.12-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "8"
+INSTALL_VERSION = "9"
 
 # Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
@@ -83,10 +83,6 @@ AS $f$
                 ELSE coalesce(p.split_clause, '') END
     FROM (SELECT rel) r LEFT JOIN pg_catalog.yb_sim_relprops p ON p.relid = r.rel
 $f$;
-
--- yb_hash_code(a, b, ...) is rewritten by the endpoint to yb_sim_hash_code(ROW(a, b, ...)).
-CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_hash_code(key record) RETURNS integer LANGUAGE plpgsql IMMUTABLE
-AS $f$ BEGIN RETURN (pg_catalog.hashtextextended(key::text, 0) & 65535)::integer; END $f$;
 
 CREATE OR REPLACE FUNCTION pg_catalog.yb_servers()
 RETURNS TABLE (host text, port bigint, num_connections integer, node_type text, cloud text, region text,

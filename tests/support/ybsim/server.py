@@ -107,7 +107,6 @@ class Pending:
 
     stmts: deque[Stmt] = field(default_factory=deque)
     steps: deque[Step] = field(default_factory=deque)
-    hiding: bool = False
     failed: bool = False
 
 
@@ -378,9 +377,7 @@ class ClientSession:
         p = self.pending
         if kind == b"Z":
             self.in_transaction = body[:1] in (b"T", b"E")
-            if self.mode in ("create_slot",):
-                self.mode = "sql"
-            if self.mode == "stream":
+            if self.mode != "sql":  # a slot creation or a stream ended
                 self.mode = "sql"
                 self.rewriter = None
             if p is not None:
