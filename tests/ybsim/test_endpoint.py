@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.test_yugabyte import YB_SCHEMA
 from tests.support.ybsim.process import Ybsim
+from tests.ybsim.test_replication import raw_update
 from ybrewind.ysql import catalog
 from ybrewind.ysql import pgoutput as po
 from ybrewind.ysql.stream import Keepalive, ReplicationConnection, XLogData
@@ -161,13 +162,14 @@ def test_yb_read_time(ybsim: Ybsim, ydb: str) -> None:
         conn.execute("DROP ROLE ybsim_app")
 
 
-def _collect(repl: ReplicationConnection, until_commits: int, timeout: float = 20.0) -> list[tuple[po.Message, int]]:
-    out: list[tuple[po.Message, int]] = []
+def _collect(repl: ReplicationConnection, until_commits: int, timeout: float = 20.0) -> list[tuple[po.Message, bytes]]:
+    """(decoded message, raw pgoutput bytes) until ``until_commits`` commits arrived."""
+    out: list[tuple[po.Message, bytes]] = []
     deadline = time.monotonic() + timeout
     while sum(isinstance(m, po.Commit) for m, _ in out) < until_commits and time.monotonic() < deadline:
         msg = repl.read(0.5)
         if isinstance(msg, XLogData):
-            out.append((po.decode(msg.payload), msg.end_lsn))
+            out.append((po.decode(msg.payload), msg.payload))
         elif isinstance(msg, Keepalive) and msg.reply_requested:
             repl.send_status(0, 0)
     return out
@@ -210,9 +212,9 @@ def test_replication_dialect(ybsim: Ybsim, ydb: str) -> None:
         conn.execute("DELETE FROM td WHERE id = 2")
     got = _collect(repl, 4)
     msgs = [m for m, _ in got]
-    updates = [m for m in msgs if isinstance(m, po.Update)]
-    assert [u.key for u in updates] == [[None, None], None]  # DEFAULT: all-NULL old key on every UPDATE
-    assert updates[1].old == ["1", "a"]  # FULL: the before image
+    updates = [raw_update(raw) for m, raw in got if isinstance(m, po.Update)]
+    # DEFAULT: an all-NULL old key on every UPDATE; FULL: the before image
+    assert updates == [(b"K", [None, None]), (b"O", [b"1", b"a"])]
     assert not any(isinstance(m, po.Truncate) for m in msgs)
     deletes = [m for m in msgs if isinstance(m, po.Delete)]
     assert deletes[0].key == ["2", None]
