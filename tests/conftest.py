@@ -128,3 +128,80 @@ def s3_repo_url(moto_endpoint: str) -> str:
     bucket = f"ybrewind-{os.getpid()}-{next(_counter)}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/repo"
+
+
+# -- YBREWIND_TEST_REAL=docker: real servers in containers (tests/support/realservers.py) -----------
+_real_servers = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """YBREWIND_TEST_REAL=docker: containers; =ybsim: the real-server YSQL tests against the
+    YugabyteDB-flavoured endpoint (an emulator, not YugabyteDB)."""
+    global _real_servers
+    mode = os.environ.get("YBREWIND_TEST_REAL")
+    if mode not in ("docker", "ybsim") or hasattr(config, "workerinput"):
+        return  # xdist workers inherit the variables the controller set
+    from contextlib import ExitStack
+
+    _real_servers = ExitStack()
+    if mode == "docker":
+        from tests.support.realservers import start
+
+        start(_real_servers)
+        return
+    from tests.support.ybsim.process import running
+
+    directory = sandbox_dir("ybrewind-ybsim-real-")
+    sb = sandbox_mod.start(directory)
+    _real_servers.callback(sandbox_mod.stop, directory)
+    sim = _real_servers.enter_context(running(sb.url().rsplit("/", 1)[0]))
+    os.environ["YBREWIND_YSQL_URL"] = sim.url("postgres")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _real_servers is not None:
+        _real_servers.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.support.realservers import SKIP_VAR
+
+    reason = os.environ.get(SKIP_VAR)
+    if not reason:
+        return
+    for item in items:  # the tests that need a real server: say why they do not run
+        if item.path.name == "test_yugabyte.py" or "[real" in item.nodeid:
+            item.add_marker(pytest.mark.skipif(True, reason=reason), append=False)
+
+
+# -- ybsim: the YugabyteDB-flavoured endpoint (tests/support/ybsim) ----------------------------------
+@pytest.fixture(scope="session")
+def ybsim_upstream() -> Iterator[sandbox_mod.Sandbox]:
+    """A PostgreSQL of its own behind the endpoint: it installs catalog objects in every database."""
+    directory = sandbox_dir("ybrewind-ybsim-")
+    sb = sandbox_mod.start(directory)
+    try:
+        yield sb
+    finally:
+        sandbox_mod.stop(directory)
+
+
+@pytest.fixture(scope="session")
+def ybsim(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
+    """The endpoint with YugabyteDB's defaults (new tables get replica identity CHANGE)."""
+    from tests.support.ybsim.process import running
+
+    with running(ybsim_upstream.url().rsplit("/", 1)[0], "--publication-refresh-seconds", "5") as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def ybsim_full(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
+    """The endpoint with ysql_yb_default_replica_identity=FULL, as a DBA sets it up for pgoutput."""
+    from tests.support.ybsim.process import running
+
+    with running(
+        ybsim_upstream.url().rsplit("/", 1)[0], "--default-replica-identity", "FULL",
+        "--publication-refresh-seconds", "5",
+    ) as sim:
+        yield sim
