@@ -137,9 +137,8 @@ def _locked(directory: Path) -> Iterator[None]:
     path = _lock_path(directory)
     while True:
         try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            raise SandboxError(f"{directory.parent} does not exist; create it first") from None
         except PermissionError:
             raise SandboxError(f"cannot create files in {directory.parent} (permission denied)") from None
         fcntl.flock(fd, fcntl.LOCK_EX)
