@@ -75,6 +75,9 @@ def build_template(server: PgEndpoint, name: str, items: Sequence[SeedItem]) -> 
             apply_seed(server.with_dbname(name), items)
             # A template with a session on it cannot be copied; refusing connections keeps a stray
             # one (an application's pool, a psql left open) from breaking every later copy.
+            # YugabyteDB accepts it too: yugabyte-db src/yb/integration-tests/upgrade-tests/
+            # ysql_major_upgrade-test.cc, MultipleDatabases ("We support creating / altering databases
+            # to disallow connections"); not run against YugabyteDB here.
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
         except BaseException:
             drop_database(conn, name)
@@ -96,6 +99,7 @@ class CopyPool:
         prefix: str,
         seed: Sequence[SeedItem],
         size: int = 2,
+        copy_template: bool = True,
     ) -> None:
         if size < 1:
             raise UsageError("the pool needs room for at least one ready copy")
@@ -104,7 +108,8 @@ class CopyPool:
         self.prefix = prefix
         self.size = size
         self.seed = list(seed)
-        self.copy_template = True  # False once the server refused a template copy: run the seed instead
+        # False (given, or once the server refused a template copy): build each copy by running the seed.
+        self.copy_template = copy_template
         self._ready: deque[str] = deque()
         self._to_drop: deque[str] = deque()
         self._counter = 0
