@@ -7,6 +7,10 @@ Fixtures:
   stopped at the end of the session; or the server of ``--ybrewind-url URL`` / ``YBREWIND_TEST_URL``
   (its database is used for maintenance connections; database names carry the worker id and pid,
   so several workers and runs can share one server).
+- ``ybrewind_keyspace`` (function): the same for YCQL - a fresh keyspace holding the marker's
+  seed (YCQL dump directories, ``.cql`` scripts, callables taking a driver Session), on the server
+  of ``--ybrewind-ycql-url`` / ``YBREWIND_TEST_YCQL_URL`` (skipped when neither is set). Keyspaces
+  are built ahead by a ``seeding.KeyspacePool`` (CQL has no template copy) and dropped afterwards.
 - ``ybrewind_db`` (function): a fresh database holding the seed named by the closest
   ``@pytest.mark.ybrewind_seed(...)`` marker (none: an empty database). Seed items are dump
   directories, ``.sql`` / ``.sql.zst`` scripts (relative paths: from the test file's directory,
@@ -24,17 +28,24 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
-from ybrewind import sandbox, seeding
-from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import UsageError, YbrewindError
 
+# The plugin loads in every pytest run of every project that installed ybrewind: the database
+# libraries (about 0.9 s of imports) are imported only when a ybrewind fixture is used.
+if TYPE_CHECKING:
+    import psycopg
+
+    from ybrewind import seeding
+    from ybrewind.endpoints import PgEndpoint
+    from ybrewind.ycql.session import CqlConnection
+
 URL_ENV = "YBREWIND_TEST_URL"
+YCQL_URL_ENV = "YBREWIND_TEST_YCQL_URL"
 MARKER = "ybrewind_seed"
 
 
@@ -44,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--ybrewind-url",
         default=None,
         help=f"PostgreSQL/YugabyteDB URL of the server for ybrewind_db (default: ${URL_ENV}, else a sandbox per worker)",
+    )
+    group.addoption(
+        "--ybrewind-ycql-url",
+        default=None,
+        help=f"ycql:// URL of the YCQL/Cassandra server for ybrewind_keyspace (default: ${YCQL_URL_ENV}; "
+        "unset: those tests are skipped)",
     )
     group.addoption(
         "--ybrewind-keep",
@@ -71,6 +88,8 @@ def url_with_dbname(url: str, dbname: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         parts = urlsplit(url)
         return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(url, dbname=dbname)
 
 
@@ -83,6 +102,8 @@ class Server:
 
     @property
     def endpoint(self) -> PgEndpoint:
+        from ybrewind.endpoints import PgEndpoint
+
         return PgEndpoint.parse(self.url)
 
     def url_for(self, dbname: str) -> str:
@@ -95,6 +116,9 @@ def _worker() -> str:
 
 @pytest.fixture(scope="session")
 def ybrewind_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    from ybrewind import sandbox
+    from ybrewind.endpoints import PgEndpoint
+
     config = request.config
     url = config.getoption("--ybrewind-url") or os.environ.get(URL_ENV)
     keep = bool(config.getoption("--ybrewind-keep"))
@@ -151,6 +175,8 @@ class Seeder:
         return f"ybt_{_worker()}_{os.getpid()}_{len(self.seeds) + 1}"
 
     def pool_for(self, items: Sequence[seeding.SeedItem]) -> seeding.CopyPool:
+        from ybrewind import seeding
+
         key = tuple(items)
         seed = self.seeds.get(key)
         if seed is None:
@@ -162,6 +188,8 @@ class Seeder:
         return seed.pool
 
     def close(self) -> None:
+        from ybrewind import seeding
+
         for seed in self.seeds.values():
             seed.pool.close()
         if self.keep or not self.seeds:
@@ -208,6 +236,8 @@ def seed_items(node: pytest.Item, rootdir: Path) -> list[seeding.SeedItem]:
 @pytest.fixture
 def ybrewind_db(request: pytest.FixtureRequest, ybrewind_seeder: Seeder) -> Iterator[SeededDatabase]:
     """A fresh database holding the test's seed; dropped afterwards unless --ybrewind-keep."""
+    import psycopg
+
     try:
         items = seed_items(request.node, request.config.rootpath)
         pool = ybrewind_seeder.pool_for(items)
@@ -229,3 +259,90 @@ def ybrewind_db(request: pytest.FixtureRequest, ybrewind_seeder: Seeder) -> Iter
         pool.release(name, keep=ybrewind_seeder.keep)
         if ybrewind_seeder.keep:
             request.node.add_report_section("teardown", "ybrewind", f"kept database {name}: {url}")
+
+
+# -- YCQL ----------------------------------------------------------------------------------------
+@dataclass
+class SeededKeyspace:
+    """What a YCQL test gets: the keyspace's name, a ycql:// URL for it and a driver Session using it."""
+
+    name: str
+    url: str
+    session: Any  # cassandra.cluster.Session bound to the keyspace
+    waited: float
+
+
+@dataclass
+class KeyspaceSeeder:
+    """Session state for YCQL: one keyspace pool per distinct seed, one shared driver cluster."""
+
+    url: str
+    pool_size: int
+    keep: bool
+    conn: CqlConnection
+    pools: dict[tuple[object, ...], seeding.KeyspacePool] = field(default_factory=dict)
+
+    def pool_for(self, items: Sequence[seeding.CqlSeedItem]) -> seeding.KeyspacePool:
+        from ybrewind import seeding
+        from ybrewind.endpoints import YcqlEndpoint
+
+        key = tuple(items)
+        pool = self.pools.get(key)
+        if pool is None:
+            seeding.check_cql_items(items)
+            prefix = f"ybt_{_worker()}_{os.getpid()}_{len(self.pools) + 1}"
+            pool = self.pools[key] = seeding.KeyspacePool(YcqlEndpoint.parse(self.url), prefix, items, self.pool_size)
+        return pool
+
+    def url_for(self, keyspace: str) -> str:
+        base, _, query = self.url.partition("?")
+        netloc = base.split("://", 1)[1].split("/", 1)[0]
+        return f"{base.split('://', 1)[0]}://{netloc}/{keyspace}" + (f"?{query}" if query else "")
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.conn.close()
+
+
+@pytest.fixture(scope="session")
+def ybrewind_keyspace_seeder(request: pytest.FixtureRequest) -> Iterator[KeyspaceSeeder]:
+    from ybrewind.endpoints import YcqlEndpoint
+    from ybrewind.ycql.session import connect as cql_connect
+
+    url = request.config.getoption("--ybrewind-ycql-url") or os.environ.get(YCQL_URL_ENV)
+    if not url:
+        pytest.skip(f"no YCQL server: pass --ybrewind-ycql-url ycql://host:port or set {YCQL_URL_ENV}")
+    try:
+        conn = cql_connect(YcqlEndpoint.parse(url).with_keyspace(None))
+    except YbrewindError as e:
+        pytest.fail(f"ybrewind: {e}", pytrace=False)
+    seeder = KeyspaceSeeder(
+        url, int(request.config.getoption("--ybrewind-pool")), bool(request.config.getoption("--ybrewind-keep")), conn
+    )
+    try:
+        yield seeder
+    finally:
+        seeder.close()
+
+
+@pytest.fixture
+def ybrewind_keyspace(request: pytest.FixtureRequest, ybrewind_keyspace_seeder: KeyspaceSeeder) -> Iterator[SeededKeyspace]:
+    """A fresh YCQL keyspace holding the test's seed; dropped afterwards unless --ybrewind-keep."""
+    seeder = ybrewind_keyspace_seeder
+    try:
+        items = seed_items(request.node, request.config.rootpath)
+        pool = seeder.pool_for(items)
+        started = time.monotonic()
+        name = pool.take()
+        waited = time.monotonic() - started
+    except YbrewindError as e:
+        pytest.fail(f"ybrewind: {e}", pytrace=False)
+    session = seeder.conn.cluster.connect(name)
+    try:
+        yield SeededKeyspace(name, seeder.url_for(name), session, waited)
+    finally:
+        session.shutdown()
+        pool.release(name, keep=seeder.keep)
+        if seeder.keep:
+            request.node.add_report_section("teardown", "ybrewind", f"kept keyspace {name}")
