@@ -289,11 +289,12 @@ def drop_keyspace(conn: CqlConnection, name: str) -> None:
     if meta is None:
         return
     ks = quote_ident(name)
-    for view in getattr(meta, "views", {}):
+    # Copies: the driver updates its metadata from schema events while we drop.
+    views, tables, types = list(getattr(meta, "views", {})), list(meta.tables), list(meta.user_types)
+    for view in views:
         conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS {ks}.{quote_ident(view)}", what=f"dropping view {view}")
-    for table in meta.tables:
+    for table in tables:
         conn.execute(f"DROP TABLE IF EXISTS {ks}.{quote_ident(table)}", what=f"dropping table {name}.{table}")
-    types = list(meta.user_types)
     while types:  # a type used by another type cannot go first: retry until a round frees nothing
         failed: list[str] = []
         for t in types:

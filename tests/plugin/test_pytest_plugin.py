@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgServer
+from ybrewind.ycql.session import TEXT
 from ybrewind.ysql.dump import DumpOptions, dump
 
 CONFTEST = '''
@@ -191,3 +192,64 @@ def test_bad_seed_is_one_line(sample: Path, pg: PgServer) -> None:
     assert "ybrewind: seed " in proc.stdout and "missing/dir does not exist" in proc.stdout
     assert "Traceback" not in proc.stdout
     assert databases(pg) == before
+
+
+YCQL_TESTS = '''
+import pytest
+
+
+def add_row(session):
+    session.execute("INSERT INTO kv (k, v) VALUES (3, 'from a callable')")
+
+
+pytestmark = pytest.mark.ybrewind_seed("users_dump", "kv.cql", add_row)
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_keyspace_sees_exactly_the_seed(ybrewind_keyspace, i):
+    s = ybrewind_keyspace.session
+    assert sorted(tuple(r) for r in s.execute("SELECT k, v FROM kv")) == [(1, "a"), (2, "b"), (3, "from a callable")]
+    assert sorted(r[0] for r in s.execute("SELECT name FROM users")) == ["ada", "bob"]
+    assert ybrewind_keyspace.url.endswith("/" + ybrewind_keyspace.name)
+    s.execute("INSERT INTO kv (k, v) VALUES (100, 'written')")
+    s.execute("DELETE FROM users WHERE id = 1")
+    s.execute("CREATE TABLE scratch (x int PRIMARY KEY)")
+    (__import__("pathlib").Path(__file__).parent / "names" / ybrewind_keyspace.name).touch()
+'''
+
+
+def test_ycql_sample_suite_on_the_simulator_xdist(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.support.cqlsim import start_in_thread
+    from ybrewind.endpoints import YcqlEndpoint
+    from ybrewind.ycql.dump import dump as ycql_dump
+    from ybrewind.ycql.session import connect
+
+    root = Path(tempfile.mkdtemp(prefix="ybrewind-ycql-sample-"))
+    sim = start_in_thread()
+    try:
+        url = f"ycql://{sim.host}:{sim.port}"
+        with connect(YcqlEndpoint.parse(url)) as conn:
+            conn.execute("CREATE KEYSPACE src_ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': '1'}")
+            conn.execute("CREATE TABLE src_ks.users (id int PRIMARY KEY, name text)")
+            conn.execute("INSERT INTO src_ks.users (id, name) VALUES (1, 'ada')")
+            conn.execute("INSERT INTO src_ks.users (id, name) VALUES (2, 'bob')")
+        ycql_dump(YcqlEndpoint.parse(f"{url}/src_ks"), root / "users_dump")
+        (root / "kv.cql").write_text(
+            "CREATE TYPE pt (x int);\nCREATE TABLE kv (k int PRIMARY KEY, v text, p frozen<pt>);\n"
+            "INSERT INTO kv (k, v) VALUES (1, 'a');\nINSERT INTO kv (k, v) VALUES (2, 'b');\n"
+        )
+        (root / "names").mkdir()
+        (root / "pytest.ini").write_text("[pytest]\n")
+        (root / "test_cql.py").write_text(YCQL_TESTS)
+        proc = run_sample(root, "--ybrewind-ycql-url", url)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "6 passed" in proc.stdout
+        names = sorted(p.name for p in (root / "names").iterdir())
+        assert len(names) == 6 and {n.split("_")[1] for n in names} == {"gw0", "gw1"}
+        with connect(YcqlEndpoint.parse(url)) as conn:
+            left = {r[0] for r in conn.query("SELECT keyspace_name FROM system_schema.keyspaces", [TEXT])}
+        assert {k for k in left if k.startswith("ybt_")} == set()  # used and spare keyspaces all dropped
+        assert "src_ks" in left
+    finally:
+        sim.stop()
+        subprocess.run(["rm", "-rf", str(root)], check=True)
