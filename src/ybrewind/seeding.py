@@ -88,7 +88,10 @@ def build_template(server: PgEndpoint, name: str, items: Sequence[SeedItem]) -> 
             # YugabyteDB accepts it too: yugabyte-db src/yb/integration-tests/upgrade-tests/
             # ysql_major_upgrade-test.cc, MultipleDatabases ("We support creating / altering databases
             # to disallow connections"); not run against YugabyteDB here.
-            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+            try:
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+            except psycopg.Error as e:
+                raise db_error(e, f"closing template {name} to connections") from None
         except BaseException:
             drop_database(conn, name)
             raise
