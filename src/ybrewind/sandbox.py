@@ -122,7 +122,7 @@ def start(directory: Path | None = None, port: int | None = None, settings: dict
         try:
             return _create(directory, port, settings)
         except BaseException:
-            if not directory.exists():  # nothing was created: leave nothing behind
+            if not (directory / STATE_FILE).exists():  # no sandbox was created: leave nothing behind
                 _lock_path(directory).unlink(missing_ok=True)
             raise
 

@@ -38,6 +38,7 @@ def test_existing_directory_that_is_not_a_sandbox_is_refused() -> None:
         with pytest.raises(sandbox.SandboxError, match="not a ybrewind sandbox"):
             sandbox.start(target)
         assert (target / "precious.txt").read_text() == "keep me"
+        assert not (target.parent / f".{target.name}.lock").exists()
     finally:
         subprocess.run(["rm", "-rf", str(target)], check=True)
 
