@@ -84,7 +84,6 @@ class DumpOptions:
     use_psql: bool = True
     subset: Any = None  # ysql/subset.SubsetSpec: --subset / --mask
 
-
     def validate(self) -> None:
         if self.schema_only and self.data_only:
             raise UsageError("--schema-only and --data-only cannot be used together")
