@@ -28,6 +28,7 @@ from ybrewind.ysql import compare as ysql_compare
 from ybrewind.ysql import dump as ysql_dump
 from ybrewind.ysql import load as ysql_load
 from ybrewind.ysql.catalog import Filters
+from ybrewind.ysql.subset import SubsetSpec
 
 
 def _emit(ctx_json: bool, quiet: bool, summary: Any, human: str) -> None:
@@ -147,6 +148,8 @@ def sandbox_status(directory: str | None, quiet: bool, as_json: bool) -> None:
     show_default=True,
     help="MiB: tables bigger than this are split into slices dumped in parallel.",
 )
+@click.option("--subset", "subsets", multiple=True, help="'schema.table: condition': these rows plus what FKs need.")
+@click.option("--mask", "masks", multiple=True, help="schema.table.column=email|hash|null|fixed:VALUE (repeatable).")
 @common_options
 def dump(
     args: tuple[str, ...],
@@ -166,6 +169,8 @@ def dump(
     schema_only: bool,
     data_only: bool,
     slice_size: int,
+    subsets: tuple[str, ...],
+    masks: tuple[str, ...],
     with_writetime: bool,
     quiet: bool,
     as_json: bool,
@@ -174,7 +179,7 @@ def dump(
     if (args and is_ycql_url(args[0])) or fmt == "csv":
         ysql_only = {"--inserts": inserts, "--dialect": dialect, "--no-owner": no_owner, "--no-privileges": no_privileges,
                      "-n/--schema": schemas, "-N/--exclude-schema": exclude_schemas, "-f/--file": out_file,
-                     "--format plain": fmt == "plain"}  # fmt: skip
+                     "--format plain": fmt == "plain", "--subset": subsets, "--mask": masks}  # fmt: skip
         if len(args) != 2 or not is_ycql_url(args[0]) or any(ysql_only.values()):
             bad = ", ".join(k for k, v in ysql_only.items() if v)
             raise UsageError(
@@ -218,6 +223,7 @@ def dump(
             list(schemas), list(exclude_schemas), list(tables), list(exclude_tables), list(exclude_table_data)
         ),
         slice_bytes=slice_size << 20,
+        subset=SubsetSpec.parse(subsets, masks) if subsets or masks else None,
     )
     with _progress(quiet) as progress:
         result = ysql_dump.dump(PgEndpoint.parse(source), output, options, progress, plain=plain)

@@ -8,17 +8,25 @@ is for throwaway data only.
 
 Authentication: the superuser ``postgres`` is trusted on loopback; every other role must give a
 password (scram-sha-256), so wrong-password handling can be exercised for real.
+
+``start`` and ``stop`` hold an exclusive lock (``.<name>.lock`` beside the directory) so processes
+racing on one directory, such as pytest-xdist workers, end up sharing one server instead of
+colliding; ``stop`` stops it for every user of the directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -107,15 +115,83 @@ def start(directory: Path | None = None, port: int | None = None, settings: dict
     ``settings`` override the postgresql.conf defaults below (tests use it for wal_level=replica).
     """
     directory = Path(directory or default_dir()).resolve()
-    existing = status(directory)
-    if existing is not None:
-        return existing
+    with _locked(directory):
+        existing = status(directory)
+        if existing is not None:
+            return existing
+        try:
+            return _create(directory, port, settings)
+        except BaseException:
+            if not (directory / STATE_FILE).exists():  # no sandbox was created: leave nothing behind
+                _lock_path(directory).unlink(missing_ok=True)
+            raise
+
+
+def _lock_path(directory: Path) -> Path:
+    return directory.parent / f".{directory.name}.lock"
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold the directory's lock file exclusively (created on demand, removed by ``stop``)."""
+    path = _lock_path(directory)
+    while True:
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError:
+            raise SandboxError(f"cannot create files in {directory.parent} (permission denied)") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # ``stop`` unlinks the file while holding it: a waiter that was queued on the old file
+        # must lock the new one, or two processes would each hold "the" lock.
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _untraversable(directory: Path) -> Path | None:
+    """The first directory on the way to ``directory`` the postgres user cannot enter, if any."""
+    if subprocess.run(_as_server_user(["test", "-x", str(directory)])).returncode == 0:
+        return None
+    for ancestor in [*reversed(directory.parents), directory]:
+        if subprocess.run(_as_server_user(["test", "-x", str(ancestor)])).returncode:
+            return ancestor
+    return directory
+
+
+def _describe(path: Path) -> str:
+    st = path.stat()
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return f"mode {stat.S_IMODE(st.st_mode):04o}, owner {owner}"
+
+
+def _create(directory: Path, port: int | None, settings: dict[str, str] | None) -> Sandbox:
     if directory.exists():
-        shutil.rmtree(directory)  # a stale, stopped sandbox: it is throwaway by definition
+        if any(directory.iterdir()) and not (directory / STATE_FILE).exists():
+            raise SandboxError(f"{directory} exists and is not a ybrewind sandbox; give an empty or new directory")
+        shutil.rmtree(directory)  # a stale, stopped sandbox (or an empty directory): throwaway by definition
     bindir = find_bindir()
-    if os.geteuid() == 0 and subprocess.run(_as_server_user(["test", "-x", str(directory.parent)])).returncode:
-        raise SandboxError(f"the postgres user cannot reach {directory.parent}; put the sandbox in a directory "
-                           "it can traverse (e.g. under /tmp)")
+    if os.geteuid() == 0:
+        blocked = _untraversable(directory.parent)
+        if blocked is not None:
+            raise SandboxError(
+                f"the server runs as the postgres user, which cannot traverse {blocked} ({_describe(blocked)}); "
+                "put the sandbox under a directory every user can enter (e.g. a mode 0755 one under /tmp) "
+                "or chmod o+x it"
+            )
     directory.mkdir(parents=True, mode=0o700)
     if os.geteuid() == 0:
         shutil.chown(directory, user="postgres", group="postgres")
@@ -129,6 +205,8 @@ def start(directory: Path | None = None, port: int | None = None, settings: dict
         f"host replication {SUPERUSER} 127.0.0.1/32 trust\n"
     )
     hba.chmod(0o644)
+    # Recorded before initdb so that a half-created sandbox is still recognised (and removable) as one.
+    (directory / STATE_FILE).write_text(json.dumps(asdict(sandbox)))
     _run(
         [
             sandbox.binary("initdb"),
@@ -180,7 +258,6 @@ def start(directory: Path | None = None, port: int | None = None, settings: dict
         ],
         "starting the sandbox server",
     )
-    (directory / STATE_FILE).write_text(json.dumps(asdict(sandbox)))
     return sandbox
 
 
@@ -202,11 +279,15 @@ def status(directory: Path | None = None) -> Sandbox | None:
 def stop(directory: Path | None = None) -> bool:
     """Stop the sandbox server and delete its files. Returns False if nothing was running."""
     directory = Path(directory or default_dir()).resolve()
-    sandbox = status(directory)
-    if sandbox is not None:
-        _run([sandbox.binary("pg_ctl"), "-D", str(sandbox.datadir), "-m", "fast", "-w", "stop"], "stopping")
-    if directory.exists():
-        if not (directory / STATE_FILE).exists():
-            raise UsageError(f"{directory} is not a ybrewind sandbox; refusing to delete it")
-        shutil.rmtree(directory, ignore_errors=True)
+    if not directory.exists() and not _lock_path(directory).exists():
+        return False
+    with _locked(directory):
+        sandbox = status(directory)
+        if sandbox is not None:
+            _run([sandbox.binary("pg_ctl"), "-D", str(sandbox.datadir), "-m", "fast", "-w", "stop"], "stopping")
+        if directory.exists():
+            if not (directory / STATE_FILE).exists():
+                raise UsageError(f"{directory} is not a ybrewind sandbox; refusing to delete it")
+            shutil.rmtree(directory, ignore_errors=True)
+        _lock_path(directory).unlink(missing_ok=True)
     return sandbox is not None

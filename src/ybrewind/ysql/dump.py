@@ -42,7 +42,7 @@ from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError, YbrewindError
 from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
 from ybrewind.progress import Progress
-from ybrewind.ysql import catalog
+from ybrewind.ysql import catalog, subset
 from ybrewind.ysql.ddl import (
     PHASE_REFRESH,
     PHASE_SEQUENCES,
@@ -82,12 +82,15 @@ class DumpOptions:
     yb_history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S
     # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql).
     use_psql: bool = True
+    subset: Any = None  # ysql/subset.SubsetSpec: --subset / --mask
 
     def validate(self) -> None:
         if self.schema_only and self.data_only:
             raise UsageError("--schema-only and --data-only cannot be used together")
         if self.jobs < 1:
             raise UsageError("-j/--jobs must be at least 1")
+        if self.subset is not None and self.inserts:
+            raise UsageError("--subset/--mask work with COPY data, not --inserts")
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Slice:
     table: Table
     index: int  # position among the table's slices
     where: sql.Composable | None  # None: the whole table
+    select: sql.Composable | None = None  # ysql/subset.py: column expressions (masks) instead of the columns
 
     @property
     def label(self) -> str:
@@ -301,9 +305,9 @@ def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
 
 def copy_query(s: Slice) -> sql.Composed:
     cols = sql.SQL(", ").join(map(sql.Identifier, s.table.copy_columns()))
-    if s.where is None:
+    if s.where is None and s.select is None:
         return sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
-    return sql.SQL("COPY ({}) TO STDOUT").format(_select(s, cols))
+    return sql.SQL("COPY ({}) TO STDOUT").format(_select(s, s.select or cols))
 
 
 def copy_via_psql(psql: str, source: PgEndpoint, setup: list[str], query: str, sink: Callable[[bytes], None]) -> int:
@@ -438,7 +442,8 @@ class Dumper:
         self.source = source
         self.opt = options
         self.progress = progress or Progress()
-        self.psql = find_psql() if options.use_psql else None
+        # A subset's row lists do not fit a psql command line: read in-process.
+        self.psql = find_psql() if options.use_psql and options.subset is None else None
         self.snapshot_setup: list[str] = []
 
     # -- shared -----------------------------------------------------------------------------
@@ -521,6 +526,8 @@ class Dumper:
             slices = plan_slices(
                 self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
             )
+            if self.opt.subset is not None:
+                slices = subset.restrict(conn, slices, self.opt.subset, model.server.is_yugabyte)
             files += self._dump_data(outdir, slices, snapshot, conn)
             files.append(
                 self._write_script(outdir, f"post-data{suffix}", "post-data", SCRIPT_PREAMBLE + [p.sql for p in post])
@@ -752,6 +759,8 @@ def dump(
     if not plain:
         assert isinstance(output, (str, Path))
         return dumper.dump_directory(Path(output))
+    if dumper.opt.subset is not None:
+        raise UsageError("--subset/--mask write a dump directory, not --format plain")
     if output == "-":
         return dumper.dump_plain(sys.stdout.buffer)
     if isinstance(output, (str, Path)):
