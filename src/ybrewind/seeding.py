@@ -27,7 +27,7 @@ import psycopg.errors
 from psycopg import sql
 
 from ybrewind.endpoints import PgEndpoint, YcqlEndpoint
-from ybrewind.errors import DatabaseError, UsageError, YbrewindError
+from ybrewind.errors import DatabaseError, UsageError
 from ybrewind.ycql.literals import quote_ident
 from ybrewind.ycql.load import LoadOptions as YcqlLoadOptions
 from ybrewind.ycql.load import load as ycql_load
@@ -281,36 +281,6 @@ def seed_keyspace(server: YcqlEndpoint, conn: CqlConnection, name: str, items: S
             ycql_load(Path(item), server.with_keyspace(name), YcqlLoadOptions(create=True))
 
 
-def drop_keyspace(conn: CqlConnection, name: str) -> None:
-    """Drop a keyspace and everything in it.
-
-    YugabyteDB refuses to drop a keyspace that still holds tables or types (docs:
-    docs/content/stable/api/ycql/ddl_drop_keyspace.md, Semantics), so its contents go first:
-    materialized views, tables (with their indexes), then types, dependents before what they use.
-    """
-    meta = conn.refresh_keyspace(name)
-    if meta is None:
-        return
-    ks = quote_ident(name)
-    # Copies: the driver updates its metadata from schema events while we drop.
-    views, tables, types = list(getattr(meta, "views", {})), list(meta.tables), list(meta.user_types)
-    for view in views:
-        conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS {ks}.{quote_ident(view)}", what=f"dropping view {view}")
-    for table in tables:
-        conn.execute(f"DROP TABLE IF EXISTS {ks}.{quote_ident(table)}", what=f"dropping table {name}.{table}")
-    while types:  # a type used by another type cannot go first: retry until a round frees nothing
-        failed: list[str] = []
-        for t in types:
-            try:
-                conn.execute(f"DROP TYPE IF EXISTS {ks}.{quote_ident(t)}", what=f"dropping type {name}.{t}")
-            except YbrewindError:
-                failed.append(t)
-        if len(failed) == len(types):
-            raise DatabaseError(f"cannot drop the types of keyspace {name}: {', '.join(failed)}")
-        types = failed
-    conn.execute(f"DROP KEYSPACE IF EXISTS {ks}", what=f"dropping keyspace {name}")
-
-
 class KeyspacePool(ReadyPool):
     """Ready keyspaces holding a YCQL seed. CQL has no template copy: each is built by running the seed."""
 
@@ -326,11 +296,11 @@ class KeyspacePool(ReadyPool):
         return cql_connect(self.server)
 
     def _drop(self, conn: CqlConnection, name: str) -> None:
-        drop_keyspace(conn, name)
+        conn.drop_keyspace(name)
 
     def _make(self, conn: CqlConnection, name: str) -> None:
         try:
             seed_keyspace(self.server, conn, name, self.seed)
         except BaseException:
-            drop_keyspace(conn, name)
+            conn.drop_keyspace(name)
             raise

@@ -59,6 +59,8 @@ def test_keyspace_metadata_and_errors(session: Session) -> None:
     with pytest.raises(AlreadyExists):
         session.execute("CREATE TABLE meta_ks.t (k int PRIMARY KEY)")
     session.execute("CREATE TABLE IF NOT EXISTS meta_ks.t (k int PRIMARY KEY)")
+    with pytest.raises(InvalidRequest, match="Cannot delete keyspace which has table: t"):
+        session.execute("DROP KEYSPACE meta_ks")  # as YugabyteDB does
     session.execute("DROP TABLE meta_ks.t")
     session.execute("DROP TABLE IF EXISTS meta_ks.t")
     with pytest.raises(InvalidRequest):

@@ -89,7 +89,7 @@ class CqlServer:
             if self.kind == "real":
                 for name in self.created:
                     with contextlib.suppress(Exception):  # best-effort cleanup of a shared server
-                        self._conn.execute(f'DROP KEYSPACE IF EXISTS "{name}"')
+                        self._conn.drop_keyspace(name)  # YugabyteDB refuses a non-empty keyspace
             self._conn.close()
         if self.sim is not None:
             self.sim.stop()

@@ -353,7 +353,7 @@ class Loader:
                         f"target keyspace {keyspace} is not empty ({len(existing.tables)} tables, "
                         f"{len(existing.user_types)} types); load into a new keyspace or pass --clean to drop it first"
                     )
-                conn.execute(f"DROP KEYSPACE {quote_ident(keyspace)}", what=f"dropping keyspace {keyspace}")
+                conn.drop_keyspace(keyspace)  # contents first: YugabyteDB refuses a non-empty keyspace
                 existing = None
             if data_only and existing is None:
                 raise UsageError(f"{directory} is a data-only dump: keyspace {keyspace} must exist with its tables")

@@ -48,7 +48,7 @@ from cassandra.query import PreparedStatement, SimpleStatement, tuple_factory
 
 from ybrewind.endpoints import YcqlEndpoint
 from ybrewind.errors import ConnectError, DatabaseError, UsageError, YbrewindError
-from ybrewind.ycql.literals import CqlType, decode
+from ybrewind.ycql.literals import CqlType, decode, quote_ident
 
 YUGABYTE = "yugabyte"
 CASSANDRA = "cassandra"
@@ -227,6 +227,35 @@ class CqlConnection:
         except DriverException:
             self.cluster.refresh_schema_metadata()
         return self.keyspace(name)
+
+    def drop_keyspace(self, name: str) -> None:
+        """Drop a keyspace and everything in it.
+
+        YugabyteDB refuses to drop a keyspace that still holds tables or types (docs:
+        docs/content/stable/api/ycql/ddl_drop_keyspace.md, Semantics), so its contents go first:
+        materialized views, tables (with their indexes), then types, dependents before what they use.
+        """
+        meta = self.refresh_keyspace(name)
+        if meta is None:
+            return
+        ks = quote_ident(name)
+        # Copies: the driver updates its metadata from schema events while we drop.
+        views, tables, types = list(getattr(meta, "views", {})), list(meta.tables), list(meta.user_types)
+        for view in views:
+            self.execute(f"DROP MATERIALIZED VIEW IF EXISTS {ks}.{quote_ident(view)}", what=f"dropping view {view}")
+        for table in tables:
+            self.execute(f"DROP TABLE IF EXISTS {ks}.{quote_ident(table)}", what=f"dropping table {name}.{table}")
+        while types:  # a type used by another type cannot go first: retry until a round frees nothing
+            failed: list[str] = []
+            for t in types:
+                try:
+                    self.execute(f"DROP TYPE IF EXISTS {ks}.{quote_ident(t)}", what=f"dropping type {name}.{t}")
+                except YbrewindError:
+                    failed.append(t)
+            if len(failed) == len(types):
+                raise DatabaseError(f"cannot drop the types of keyspace {name}: {', '.join(failed)}")
+            types = failed
+        self.execute(f"DROP KEYSPACE IF EXISTS {ks}", what=f"dropping keyspace {name}")
 
     def execute(self, statement: Any, params: Sequence[Any] | None = None, what: str = "") -> list[list[Any]]:
         """All rows (all pages) of a statement, as raw wire values."""

@@ -344,7 +344,12 @@ class Executor:
         if isinstance(stmt, cql.DropKeyspace):
             if stmt.name not in self.catalog.keyspaces and stmt.if_exists:
                 return VoidResult()
-            self._user_keyspace(stmt.name)
+            ks = self._user_keyspace(stmt.name)
+            if not self.cassandra and (ks.tables or ks.types):
+                # YugabyteDB refuses a non-empty keyspace (docs/content/stable/api/ycql/ddl_drop_keyspace.md,
+                # Semantics; message from src/yb/master/master-test.cc, NAMESPACE_IS_NOT_EMPTY)
+                what = f"table: {next(iter(ks.tables))}" if ks.tables else f"type: {next(iter(ks.types))}"
+                raise invalid(f"Cannot delete keyspace which has {what}")
             del self.catalog.keyspaces[stmt.name]
             return self._changed("DROPPED", "KEYSPACE", stmt.name)
         if isinstance(stmt, cql.CreateType):
