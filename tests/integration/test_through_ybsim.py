@@ -1,8 +1,7 @@
 """ybrewind run through ybsim, the YugabyteDB-flavoured endpoint (tests/support/ybsim).
 
 These are YugabyteDB paths run against an emulator in front of PostgreSQL, not against
-YugabyteDB. Where a test fails because of a known ybrewind bug (issue 9) it is marked xfail with
-the finding; the emulator behaviour it trips on is cited in tests/support/ybsim/README.md.
+YugabyteDB. Each emulated behaviour a test relies on is cited in tests/support/ybsim/README.md.
 """
 
 from __future__ import annotations
@@ -213,8 +212,6 @@ def test_postgres_fixture_loads_into_yugabyte(ybsim: Ybsim, pg: PgServer, fixtur
         ybsim.drop_database(target)
 
 
-@pytest.mark.xfail(reason="issue 9 finding 10: CREATE TABLEGROUP \"default\" rendered for a colocated database",
-                   strict=False)
 def test_colocated_database_round_trip(ybsim: Ybsim, tmp_path: Path) -> None:
     src_db = ybsim.create_database(f"coloc_{next(_names)}", colocated=True)
     copy = f"{src_db}_copy"
@@ -253,9 +250,6 @@ def test_clone_at_read_time(ybsim: Ybsim, ydb: str) -> None:
 
 
 # -- archive and restore -------------------------------------------------------------------------
-@pytest.mark.xfail(reason="issue 9 finding 2: DDL capture calls txid_current(), so the archiver's own "
-                          "CREATE PUBLICATION fails once the event trigger is installed; then finding 4 "
-                          "(base backup time from the local clock, not the slot's hybrid time)", strict=False)
 def test_archive_restore_to_several_times(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     """Replica identity FULL (ysql_yb_default_replica_identity=FULL): non-key and key UPDATEs, DDL
     on a streamed table, an archiver restart halfway, restored to several times and compared with
@@ -266,8 +260,6 @@ def test_archive_restore_to_several_times(ybsim_full: Ybsim, fdb: str, tmp_path:
     assert slot_ht is not None and repo.base_backups()[0].time_us == slot_ht >> 12
 
 
-@pytest.mark.xfail(reason="issue 9 finding 1: with REPLICA IDENTITY DEFAULT YugabyteDB sends an all-NULL "
-                          "old key with every UPDATE, which ybrewind replays as a key change", strict=False)
 def test_archive_default_identity_updates(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     repo, oracle, _ = archive_workload(
         ybsim_full, fdb, tmp_path, steps=16,
@@ -276,8 +268,6 @@ def test_archive_default_identity_updates(ybsim_full: Ybsim, fdb: str, tmp_path:
     restore_and_check(ybsim_full, repo, oracle, [14])
 
 
-@pytest.mark.xfail(reason="issue 9 findings 2 and 1: with YugabyteDB's defaults (replica identity CHANGE) "
-                          "the archiver must set a usable identity before its slot or refuse clearly", strict=False)
 def test_archive_with_yugabyte_defaults(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
     try:
         repo, oracle, _ = archive_workload(ybsim, ydb, tmp_path, steps=8)
@@ -287,13 +277,12 @@ def test_archive_with_yugabyte_defaults(ybsim: Ybsim, ydb: str, tmp_path: Path) 
     restore_and_check(ybsim, repo, oracle, [6])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 3: a table created while archiving joins the stream only at the "
-                          "next publication refresh and TRUNCATE is not streamed (nor seen by ddl_command_end "
-                          "event triggers): restores must reproduce both or report them", strict=False)
 def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     src = ybsim_full.endpoint(fdb)
     with ybsim_full.connect(fdb) as conn:
         conn.execute(WORKLOAD_SCHEMA.encode())
+        conn.execute("CREATE TABLE parent (k int PRIMARY KEY); CREATE TABLE child (k int PRIMARY KEY, p int REFERENCES parent)")
+        conn.execute("INSERT INTO parent SELECT generate_series(1, 5); INSERT INTO child SELECT g, g FROM generate_series(1, 5) g")
     repo = Repository.open(str(tmp_path / "repo"))
     slot = f"s_{fdb}"
     try:
@@ -302,6 +291,8 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
             conn.execute("CREATE TABLE late (k int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO late SELECT g, md5(g::text) FROM generate_series(1, 30) g")
             conn.execute("TRUNCATE ranged")
+            # one statement, two tables (cascade): replayed as one, or the foreign key refuses it
+            conn.execute("TRUNCATE parent CASCADE; INSERT INTO parent VALUES (7)")
             conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")  # a streamed change to wait for
             expected = state(conn)
             wait_for_commit(repo, now_us(conn) - 50_000)
@@ -310,10 +301,15 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
             result = restore(repo, ybsim_full.endpoint(target), RestoreOptions(jobs=2))
             with ybsim_full.connect(target) as conn:
                 got = state(conn)
-            # either reproduced, or the restore says what it could not reproduce (issue 9 finding 3)
-            gaps = " ".join(getattr(result, "gaps", []))
-            for table in ("late", "ranged"):
-                assert got[table] == expected[table] or table in gaps, (table, gaps)
+                # the archiver's TRUNCATE triggers stay on the source: not in the restored schema
+                assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (0,)
+            # the TRUNCATE the archiver's trigger recorded is replayed at its place
+            assert got["ranged"] == expected["ranged"] == (0, "0")
+            assert (got["parent"], got["child"]) == (expected["parent"], expected["child"])
+            assert expected["child"] == (0, "0") and expected["parent"][0] == 1
+            # the new table: reproduced, or the restore says it could not (issue 9 finding 3)
+            gaps = " ".join(result.gaps)
+            assert got["late"] == expected["late"] or "late" in gaps, gaps
         finally:
             ybsim_full.drop_database(target)
     finally:
@@ -322,9 +318,6 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 2 first; then: YugabyteDB does not stream tables without a primary "
-                          "key (yb_virtual_wal_client.c YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot): the "
-                          "archiver must refuse or warn, not lose their changes silently", strict=False)
 def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     src = ybsim_full.endpoint(fdb)
     with ybsim_full.connect(fdb) as conn:
@@ -375,8 +368,6 @@ def test_postgres_archive_restores_into_yugabyte(pg: PgServer, db: str, ybsim: Y
     restore_and_check(ybsim, repo, oracle, [4, 10])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 5: SET yb_read_time needs a superuser; a non-superuser dump must "
-                          "fall back or say what it needs in one line", strict=False)
 def test_dump_as_non_superuser(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
     with ybsim.connect(ydb) as conn:
         conn.execute(WORKLOAD_SCHEMA.encode())
