@@ -376,12 +376,25 @@ def test_dump_as_non_superuser(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ybsim_reader")
     try:
         src = PgEndpoint.parse(f"postgresql://ybsim_reader:pw@127.0.0.1:{ybsim.port}/{ydb}")
-        try:
-            dump(src, tmp_path / "d", DumpOptions(jobs=2))
-        except YbrewindError as e:
-            assert "superuser" in str(e) and "\n" not in str(e)
-            return
+        # without yb_read_time: an exported snapshot (yb_enable_pg_export_snapshot, on by default in
+        # the YugabyteDB versions the endpoint emulates: src/postgres/src/backend/utils/misc/pg_yb_utils.c)
+        dump(src, tmp_path / "d", DumpOptions(jobs=2))
         assert (tmp_path / "d" / "manifest.json").exists()
+        load(tmp_path / "d", ybsim.endpoint(f"{ydb}_copy"), LoadOptions(jobs=2, create=True))
+        try:
+            assert compare(ybsim.endpoint(ydb), ybsim.endpoint(f"{ydb}_copy")).differing_tables == []
+        finally:
+            ybsim.drop_database(f"{ydb}_copy")
+        # a past time needs yb_read_time: one line that says a superuser is needed
+        past = int(time.time() * 1e6) - 2_000_000
+        for attempt in (
+            lambda: dump(src, tmp_path / "d2", DumpOptions(jobs=2, read_time_us=past)),
+            lambda: clone(src, f"{ydb}_asof", past),
+        ):
+            with pytest.raises(YbrewindError) as info:
+                attempt()
+            assert "needs a superuser" in str(info.value) and "\n" not in str(info.value)
+            assert "permission denied" not in str(info.value)
     finally:
         with ybsim.connect(ydb) as conn:
             conn.execute("DROP OWNED BY ybsim_reader")
