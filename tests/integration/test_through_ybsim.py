@@ -7,6 +7,7 @@ YugabyteDB. Each emulated behaviour a test relies on is cited in tests/support/y
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from tests.conftest import PgServer
 from tests.integration.test_yugabyte import YB_SCHEMA
 from tests.support.archive import fast_options, running_archiver, wait_for_commit
+from tests.support.cli import run_cli
 from tests.support.ybsim.process import Ybsim
 from ybrewind.archive.repo import Repository
 from ybrewind.endpoints import PgEndpoint
@@ -408,3 +410,55 @@ def test_endpoint_is_seen_as_yugabyte_by_every_entry_point(ybsim: Ybsim, ydb: st
     with psycopg.connect(ybsim.url(ydb)) as conn:
         assert source_identity(conn)["dialect"] == "yugabyte"
     assert PgEndpoint.parse(ybsim.url(ydb)).display().endswith(f"/{ydb}")
+
+
+# -- ybrewind check ------------------------------------------------------------------------------
+def test_check_through_the_endpoint(
+    ybsim: Ybsim, ydb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ybrewind check`` sees a YugabyteDB: its replica identities (CHANGE by default), tables
+    without a primary key, no wal_level, history retention; a role without REPLICATION; --repo."""
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE nokey (a int)")
+    code, out, _ = run_cli(capsys, "check", ybsim.url(ydb), "--json")
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0 and report["kind"] == "yugabyte", out
+    assert checks["server"]["detail"].startswith("YugabyteDB 2025.1")
+    assert checks["wal_level"]["status"] == "ok" and "no wal_level" in checks["wal_level"]["detail"]
+    assert checks["history_retention"]["status"] == "ok"
+    identity = checks["replica_identity"]
+    assert identity["status"] == "warn" and "public.nokey" in identity["detail"] and "public.t" in identity["detail"]
+
+    with ybsim.connect(ydb) as conn:
+        conn.execute("DROP ROLE IF EXISTS ybsim_checker")
+        conn.execute("CREATE ROLE ybsim_checker LOGIN PASSWORD 'pw'")
+    try:
+        monkeypatch.setenv("PGPASSWORD", "pw")
+        code, out, err = run_cli(
+            capsys, "check", f"postgresql://ybsim_checker@127.0.0.1:{ybsim.port}/{ydb}", "--json"
+        )
+        assert out, err
+        got = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert code == 1 and got["replication"]["status"] == "fail" and got["superuser"]["status"] == "warn"
+        assert "yb_read_time" in got["superuser"]["detail"]
+    finally:
+        with ybsim.connect(ydb) as conn:
+            conn.execute("DROP ROLE ybsim_checker")
+
+    repo_dir = tmp_path / "repo"
+    slot = f"s_{ydb}"
+    with ybsim.connect(ydb) as conn:
+        conn.execute("DROP TABLE nokey")
+    try:
+        with running_archiver(ybsim.endpoint(ydb), Repository.open(str(repo_dir)), fast_options(slot)) as outcome:
+            wait_started(Repository.open(str(repo_dir)), outcome)
+        code, out, _ = run_cli(capsys, "check", ybsim.url(ydb), "--repo", str(repo_dir), "--json")
+        got = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert code == 0 and got["repository"]["status"] == "ok" and got["repository_slot"]["status"] == "ok", out
+        # the archiver set REPLICA IDENTITY DEFAULT before its slot
+        assert got["replica_identity"]["status"] == "ok", out
+    finally:
+        with ybsim.connect(ydb) as conn:
+            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
