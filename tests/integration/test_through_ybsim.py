@@ -30,6 +30,7 @@ from ybrewind.ysql.compare import compare, table_checksum
 from ybrewind.ysql.dump import DumpOptions, dump
 from ybrewind.ysql.load import LoadOptions, load
 from ybrewind.ysql.restore import RestoreOptions, restore
+from ybrewind.ysql.stream import ReplicationConnection
 
 _names = itertools.count()
 Oracle = dict[str, tuple[int, str]]
@@ -319,6 +320,26 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
         with ybsim_full.connect(fdb) as conn:
             if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+
+
+def test_truncate_refused_while_a_slot_streams_the_table(ybsim: Ybsim, ydb: str) -> None:
+    """With YugabyteDB's default enable_truncate_cdcsdk_table=false a streamed table cannot be
+    truncated while a slot exists: nothing for the archive to miss (ybsim README)."""
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE loose (a int)")
+        conn.execute("INSERT INTO t VALUES (1); TRUNCATE t")  # no slot yet
+        repl = ReplicationConnection(ybsim.endpoint(ydb))
+        try:
+            repl.create_slot(f"s_{ydb}", snapshot="NOEXPORT_SNAPSHOT")
+            conn.execute("INSERT INTO t VALUES (2)")
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="CDC stream"):
+                conn.execute("TRUNCATE t")
+            conn.execute("TRUNCATE loose")  # no primary key: not in the stream
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        finally:
+            repl.drop_slot(f"s_{ydb}")
+            repl.close()
+        conn.execute("TRUNCATE t")
 
 
 def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:

@@ -209,7 +209,9 @@ def test_replication_dialect(ybsim: Ybsim, ydb: str) -> None:
     with ybsim.connect(ydb) as conn:
         conn.execute("UPDATE td SET v = 'x' WHERE id = 1")
         conn.execute("UPDATE tf SET v = 'y' WHERE id = 1")
-        conn.execute("TRUNCATE tf")
+        # yb-master enable_truncate_cdcsdk_table=false (this endpoint's default): refused while streamed
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="CDC stream"):
+            conn.execute("TRUNCATE tf")
         conn.execute("DELETE FROM td WHERE id = 2")
     got = _collect(repl, 4)
     msgs = [m for m, _ in got]
