@@ -354,7 +354,7 @@ def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path
                 wait_started(repo, outcome)
                 conn.execute("INSERT INTO nokey SELECT g, 'x' FROM generate_series(1, 10) g")
                 expected = state(conn)
-                wait_for_commit(repo, now_us(conn) - 50_000, timeout=10)
+                wait_for_commit(repo, now_us(conn) - 50_000, timeout=3)
         except UsageError as e:  # refusing to archive what cannot be archived is acceptable
             assert "primary key" in str(e)
             return
