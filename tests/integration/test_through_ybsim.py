@@ -300,6 +300,13 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
             conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")  # a streamed change to wait for
             expected = state(conn)
             wait_for_commit(repo, now_us(conn) - 50_000)
+            # the archiver saw CREATE TABLE in the stream and put its TRUNCATE trigger on the new table
+            deadline = time.monotonic() + 10
+            while not conn.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = 'late'::regclass AND tgname = 'ybrewind_truncate'"
+            ).fetchone():
+                assert time.monotonic() < deadline, "no TRUNCATE trigger on a table created while archiving"
+                time.sleep(0.1)
         target = f"{fdb}_pitr"
         try:
             result = restore(repo, ybsim_full.endpoint(target), RestoreOptions(jobs=2))
