@@ -105,6 +105,7 @@ CREATE EVENT TRIGGER ybrewind_sql_drop ON sql_drop EXECUTE FUNCTION {DDL_SCHEMA}
 # the JSON array [schema, table].
 TRUNCATE_TAG = "TRUNCATE"
 TRUNCATE_TRIGGER = "ybrewind_truncate"
+CAPTURE_TRUNCATES = f"SELECT {DDL_SCHEMA}.capture_truncates()"
 YB_TRUNCATE_CAPTURE_SQL = f"""
 CREATE OR REPLACE FUNCTION {TRUNCATE_FUNCTION} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
@@ -435,7 +436,7 @@ class Archiver:
             ddl_capture = "event-trigger"
             if yugabyte:
                 conn.execute(YB_TRUNCATE_CAPTURE_SQL.encode())
-                conn.execute(f"SELECT {DDL_SCHEMA}.capture_truncates()")
+                conn.execute(CAPTURE_TRUNCATES)
                 ddl_capture = "event-trigger+truncate-trigger"
         else:
             self._warn(
@@ -618,6 +619,8 @@ class Archiver:
         assert self.open is not None
         if tag == TRUNCATE_TAG:
             return self._truncate(command)
+        if command == CAPTURE_TRUNCATES:
+            return None  # our own CREATE TRIGGERs: the restored database has no capture to feed
         if tag == CAPTURE_FAILED:
             gaps = [["ddl-not-captured", f"a DDL statement could not be recorded ({_short(command)})"]]
             change = None
@@ -655,7 +658,7 @@ class Archiver:
         """Put the TRUNCATE trigger on tables created since (YugabyteDB, DDL capture installed)."""
         self.truncate_capture_due = False
         try:
-            self.stats_conn.execute(f"SELECT {DDL_SCHEMA}.capture_truncates()")
+            self.stats_conn.execute(CAPTURE_TRUNCATES)
         except psycopg.Error as e:
             self._warn(f"could not put the TRUNCATE trigger on new tables: {translate(e, 'capture_truncates').args[0]}")
 
