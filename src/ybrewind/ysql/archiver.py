@@ -441,7 +441,8 @@ class Archiver:
         else:
             self._warn(
                 "not a superuser: DDL is not captured (event triggers need a superuser); "
-                "restores will replay data changes only"
+                + ("nor is TRUNCATE, which YugabyteDB does not stream; " if yugabyte else "")
+                + "restores will replay data changes only"
             )
         if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [self.opt.publication]).fetchone():
             try:
