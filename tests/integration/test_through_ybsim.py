@@ -297,9 +297,10 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
             conn.execute("TRUNCATE ranged")
             # one statement, two tables (cascade): replayed as one, or the foreign key refuses it
             conn.execute("TRUNCATE parent CASCADE; INSERT INTO parent VALUES (7)")
-            conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")  # a streamed change to wait for
+            fence = now_us(conn)  # the UPDATE commits after it: a streamed change to wait for
+            conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")
             expected = state(conn)
-            wait_for_commit(repo, now_us(conn) - 50_000)
+            wait_for_commit(repo, fence)
             # the archiver saw CREATE TABLE in the stream and put its TRUNCATE trigger on the new table
             deadline = time.monotonic() + 10
             while not conn.execute(
