@@ -197,11 +197,12 @@ def ybsim(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def ybsim_full(ybsim_upstream: sandbox_mod.Sandbox) -> Iterator[object]:
-    """The endpoint with ysql_yb_default_replica_identity=FULL, as a DBA sets it up for pgoutput."""
+    """The endpoint with ysql_yb_default_replica_identity=FULL, as a DBA sets it up for pgoutput, and
+    enable_truncate_cdcsdk_table=true (TRUNCATE allowed, and not streamed, while a slot exists)."""
     from tests.support.ybsim.process import running
 
     with running(
         ybsim_upstream.url().rsplit("/", 1)[0], "--default-replica-identity", "FULL",
-        "--publication-refresh-seconds", "5",
+        "--publication-refresh-seconds", "5", "--enable-truncate-cdcsdk-table",
     ) as sim:
         yield sim

@@ -205,21 +205,20 @@ def _identity_check(conn: psycopg.Connection, is_yb: bool) -> Check:
             if any(ident == "c" for _, _, ident, _ in rows)
             else ""
         )
+        problems = []
         if no_pk:
-            return Check(
-                "replica_identity",
-                WARN,
+            problems.append(
                 f"{len(no_pk)} table(s) without a primary key are not streamed by YugabyteDB; restores "
-                f"report their changes as missing: {', '.join(no_pk[:5])}",
+                f"report their changes as missing: {', '.join(no_pk[:5])}"
             )
         if not_default:
-            return Check(
-                "replica_identity",
-                WARN,
+            problems.append(
                 f"{len(not_default)} table(s) not in REPLICA IDENTITY DEFAULT (pgoutput refuses YB's "
                 f"default CHANGE); archive start sets DEFAULT before creating its slot: "
-                f"{', '.join(not_default[:5])}" + new_tables,
+                f"{', '.join(not_default[:5])}" + new_tables
             )
+        if problems:
+            return Check("replica_identity", WARN, "; ".join(problems))
         return Check(
             "replica_identity", OK, f"{len(rows)} table(s), all with a primary key and REPLICA IDENTITY DEFAULT"
         )

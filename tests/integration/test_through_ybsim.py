@@ -1,13 +1,13 @@
 """ybrewind run through ybsim, the YugabyteDB-flavoured endpoint (tests/support/ybsim).
 
 These are YugabyteDB paths run against an emulator in front of PostgreSQL, not against
-YugabyteDB. Where a test fails because of a known ybrewind bug (issue 9) it is marked xfail with
-the finding; the emulator behaviour it trips on is cited in tests/support/ybsim/README.md.
+YugabyteDB. Each emulated behaviour a test relies on is cited in tests/support/ybsim/README.md.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import PgServer
 from tests.integration.test_yugabyte import YB_SCHEMA
 from tests.support.archive import fast_options, running_archiver, wait_for_commit
+from tests.support.cli import run_cli
 from tests.support.ybsim.process import Ybsim
 from ybrewind.archive.repo import Repository
 from ybrewind.endpoints import PgEndpoint
@@ -29,6 +30,7 @@ from ybrewind.ysql.compare import compare, table_checksum
 from ybrewind.ysql.dump import DumpOptions, dump
 from ybrewind.ysql.load import LoadOptions, load
 from ybrewind.ysql.restore import RestoreOptions, restore
+from ybrewind.ysql.stream import ReplicationConnection
 
 _names = itertools.count()
 Oracle = dict[str, tuple[int, str]]
@@ -171,9 +173,10 @@ def test_dump_load_round_trip_keeps_sharding(ybsim: Ybsim, ydb: str, tmp_path: P
     with ybsim.connect(ydb) as conn:
         conn.execute(YB_SCHEMA.encode())
     src = ybsim.endpoint(ydb)
-    # 64 KiB slices: yb_hash_code ranges over the hash key (a 1 KiB slice makes hundreds of files)
-    dump(src, tmp_path / "d", DumpOptions(jobs=3, slice_bytes=64 << 10))
-    assert len(list((tmp_path / "d" / "data").iterdir())) > 3
+    # 1 KiB slices: yb_hash_code ranges over the hash key, at most 4 per job and table
+    dump(src, tmp_path / "d", DumpOptions(jobs=3, slice_bytes=1 << 10))
+    files = [p.name for p in (tmp_path / "d" / "data").iterdir()]
+    assert len(files) > 3 and sum("hashed" in f for f in files) <= 12, files
     pre = (tmp_path / "d" / "pre-data.sql").read_text()
     assert 'PRIMARY KEY (("a", "b") HASH, "c" ASC)' in pre and "SPLIT INTO 3 TABLETS" in pre
     assert "SPLIT AT VALUES ((100), (200))" in pre
@@ -213,8 +216,6 @@ def test_postgres_fixture_loads_into_yugabyte(ybsim: Ybsim, pg: PgServer, fixtur
         ybsim.drop_database(target)
 
 
-@pytest.mark.xfail(reason="issue 9 finding 10: CREATE TABLEGROUP \"default\" rendered for a colocated database",
-                   strict=False)
 def test_colocated_database_round_trip(ybsim: Ybsim, tmp_path: Path) -> None:
     src_db = ybsim.create_database(f"coloc_{next(_names)}", colocated=True)
     copy = f"{src_db}_copy"
@@ -253,9 +254,6 @@ def test_clone_at_read_time(ybsim: Ybsim, ydb: str) -> None:
 
 
 # -- archive and restore -------------------------------------------------------------------------
-@pytest.mark.xfail(reason="issue 9 finding 2: DDL capture calls txid_current(), so the archiver's own "
-                          "CREATE PUBLICATION fails once the event trigger is installed; then finding 4 "
-                          "(base backup time from the local clock, not the slot's hybrid time)", strict=False)
 def test_archive_restore_to_several_times(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     """Replica identity FULL (ysql_yb_default_replica_identity=FULL): non-key and key UPDATEs, DDL
     on a streamed table, an archiver restart halfway, restored to several times and compared with
@@ -266,8 +264,6 @@ def test_archive_restore_to_several_times(ybsim_full: Ybsim, fdb: str, tmp_path:
     assert slot_ht is not None and repo.base_backups()[0].time_us == slot_ht >> 12
 
 
-@pytest.mark.xfail(reason="issue 9 finding 1: with REPLICA IDENTITY DEFAULT YugabyteDB sends an all-NULL "
-                          "old key with every UPDATE, which ybrewind replays as a key change", strict=False)
 def test_archive_default_identity_updates(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     repo, oracle, _ = archive_workload(
         ybsim_full, fdb, tmp_path, steps=16,
@@ -276,8 +272,6 @@ def test_archive_default_identity_updates(ybsim_full: Ybsim, fdb: str, tmp_path:
     restore_and_check(ybsim_full, repo, oracle, [14])
 
 
-@pytest.mark.xfail(reason="issue 9 findings 2 and 1: with YugabyteDB's defaults (replica identity CHANGE) "
-                          "the archiver must set a usable identity before its slot or refuse clearly", strict=False)
 def test_archive_with_yugabyte_defaults(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
     try:
         repo, oracle, _ = archive_workload(ybsim, ydb, tmp_path, steps=8)
@@ -287,13 +281,12 @@ def test_archive_with_yugabyte_defaults(ybsim: Ybsim, ydb: str, tmp_path: Path) 
     restore_and_check(ybsim, repo, oracle, [6])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 3: a table created while archiving joins the stream only at the "
-                          "next publication refresh and TRUNCATE is not streamed (nor seen by ddl_command_end "
-                          "event triggers): restores must reproduce both or report them", strict=False)
 def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     src = ybsim_full.endpoint(fdb)
     with ybsim_full.connect(fdb) as conn:
         conn.execute(WORKLOAD_SCHEMA.encode())
+        conn.execute("CREATE TABLE parent (k int PRIMARY KEY); CREATE TABLE child (k int PRIMARY KEY, p int REFERENCES parent)")
+        conn.execute("INSERT INTO parent SELECT generate_series(1, 5); INSERT INTO child SELECT g, g FROM generate_series(1, 5) g")
     repo = Repository.open(str(tmp_path / "repo"))
     slot = f"s_{fdb}"
     try:
@@ -302,18 +295,33 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
             conn.execute("CREATE TABLE late (k int PRIMARY KEY, v text)")
             conn.execute("INSERT INTO late SELECT g, md5(g::text) FROM generate_series(1, 30) g")
             conn.execute("TRUNCATE ranged")
-            conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")  # a streamed change to wait for
+            # one statement, two tables (cascade): replayed as one, or the foreign key refuses it
+            conn.execute("TRUNCATE parent CASCADE; INSERT INTO parent VALUES (7)")
+            fence = now_us(conn)  # the UPDATE commits after it: a streamed change to wait for
+            conn.execute("UPDATE acct SET balance = 0 WHERE id = 1")
             expected = state(conn)
-            wait_for_commit(repo, now_us(conn) - 50_000)
+            wait_for_commit(repo, fence)
+            # the archiver saw CREATE TABLE in the stream and put its TRUNCATE trigger on the new table
+            deadline = time.monotonic() + 10
+            while not conn.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = 'late'::regclass AND tgname = 'ybrewind_truncate'"
+            ).fetchone():
+                assert time.monotonic() < deadline, "no TRUNCATE trigger on a table created while archiving"
+                time.sleep(0.1)
         target = f"{fdb}_pitr"
         try:
             result = restore(repo, ybsim_full.endpoint(target), RestoreOptions(jobs=2))
             with ybsim_full.connect(target) as conn:
                 got = state(conn)
-            # either reproduced, or the restore says what it could not reproduce (issue 9 finding 3)
-            gaps = " ".join(getattr(result, "gaps", []))
-            for table in ("late", "ranged"):
-                assert got[table] == expected[table] or table in gaps, (table, gaps)
+                # the archiver's TRUNCATE triggers stay on the source: not in the restored schema
+                assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (0,)
+            # the TRUNCATE the archiver's trigger recorded is replayed at its place
+            assert got["ranged"] == expected["ranged"] == (0, "0")
+            assert (got["parent"], got["child"]) == (expected["parent"], expected["child"])
+            assert expected["child"] == (0, "0") and expected["parent"][0] == 1
+            # the new table: reproduced, or the restore says it could not (issue 9 finding 3)
+            gaps = " ".join(result.gaps)
+            assert got["late"] == expected["late"] or "late" in gaps, gaps
         finally:
             ybsim_full.drop_database(target)
     finally:
@@ -322,9 +330,26 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 2 first; then: YugabyteDB does not stream tables without a primary "
-                          "key (yb_virtual_wal_client.c YBCRemoveTablesWithoutPrimaryKeyIfNotAllowedBySlot): the "
-                          "archiver must refuse or warn, not lose their changes silently", strict=False)
+def test_truncate_refused_while_a_slot_streams_the_table(ybsim: Ybsim, ydb: str) -> None:
+    """With YugabyteDB's default enable_truncate_cdcsdk_table=false a streamed table cannot be
+    truncated while a slot exists: nothing for the archive to miss (ybsim README)."""
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE loose (a int)")
+        conn.execute("INSERT INTO t VALUES (1); TRUNCATE t")  # no slot yet
+        repl = ReplicationConnection(ybsim.endpoint(ydb))
+        try:
+            repl.create_slot(f"s_{ydb}", snapshot="NOEXPORT_SNAPSHOT")
+            conn.execute("INSERT INTO t VALUES (2)")
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="CDC stream"):
+                conn.execute("TRUNCATE t")
+            conn.execute("TRUNCATE loose")  # no primary key: not in the stream
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        finally:
+            repl.drop_slot(f"s_{ydb}")
+            repl.close()
+        conn.execute("TRUNCATE t")
+
+
 def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path: Path) -> None:
     src = ybsim_full.endpoint(fdb)
     with ybsim_full.connect(fdb) as conn:
@@ -337,7 +362,7 @@ def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path
                 wait_started(repo, outcome)
                 conn.execute("INSERT INTO nokey SELECT g, 'x' FROM generate_series(1, 10) g")
                 expected = state(conn)
-                wait_for_commit(repo, now_us(conn) - 50_000, timeout=10)
+                wait_for_commit(repo, now_us(conn) - 50_000, timeout=3)
         except UsageError as e:  # refusing to archive what cannot be archived is acceptable
             assert "primary key" in str(e)
             return
@@ -375,8 +400,6 @@ def test_postgres_archive_restores_into_yugabyte(pg: PgServer, db: str, ybsim: Y
     restore_and_check(ybsim, repo, oracle, [4, 10])
 
 
-@pytest.mark.xfail(reason="issue 9 finding 5: SET yb_read_time needs a superuser; a non-superuser dump must "
-                          "fall back or say what it needs in one line", strict=False)
 def test_dump_as_non_superuser(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
     with ybsim.connect(ydb) as conn:
         conn.execute(WORKLOAD_SCHEMA.encode())
@@ -385,12 +408,25 @@ def test_dump_as_non_superuser(ybsim: Ybsim, ydb: str, tmp_path: Path) -> None:
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ybsim_reader")
     try:
         src = PgEndpoint.parse(f"postgresql://ybsim_reader:pw@127.0.0.1:{ybsim.port}/{ydb}")
-        try:
-            dump(src, tmp_path / "d", DumpOptions(jobs=2))
-        except YbrewindError as e:
-            assert "superuser" in str(e) and "\n" not in str(e)
-            return
+        # without yb_read_time: an exported snapshot (yb_enable_pg_export_snapshot, on by default in
+        # the YugabyteDB versions the endpoint emulates: src/postgres/src/backend/utils/misc/pg_yb_utils.c)
+        dump(src, tmp_path / "d", DumpOptions(jobs=2))
         assert (tmp_path / "d" / "manifest.json").exists()
+        load(tmp_path / "d", ybsim.endpoint(f"{ydb}_copy"), LoadOptions(jobs=2, create=True))
+        try:
+            assert compare(ybsim.endpoint(ydb), ybsim.endpoint(f"{ydb}_copy")).differing_tables == []
+        finally:
+            ybsim.drop_database(f"{ydb}_copy")
+        # a past time needs yb_read_time: one line that says a superuser is needed
+        past = int(time.time() * 1e6) - 2_000_000
+        for attempt in (
+            lambda: dump(src, tmp_path / "d2", DumpOptions(jobs=2, read_time_us=past)),
+            lambda: clone(src, f"{ydb}_asof", past),
+        ):
+            with pytest.raises(YbrewindError) as info:
+                attempt()
+            assert "needs a superuser" in str(info.value) and "\n" not in str(info.value)
+            assert "permission denied" not in str(info.value)
     finally:
         with ybsim.connect(ydb) as conn:
             conn.execute("DROP OWNED BY ybsim_reader")
@@ -403,3 +439,55 @@ def test_endpoint_is_seen_as_yugabyte_by_every_entry_point(ybsim: Ybsim, ydb: st
     with psycopg.connect(ybsim.url(ydb)) as conn:
         assert source_identity(conn)["dialect"] == "yugabyte"
     assert PgEndpoint.parse(ybsim.url(ydb)).display().endswith(f"/{ydb}")
+
+
+# -- ybrewind check ------------------------------------------------------------------------------
+def test_check_through_the_endpoint(
+    ybsim: Ybsim, ydb: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ybrewind check`` sees a YugabyteDB: its replica identities (CHANGE by default), tables
+    without a primary key, no wal_level, history retention; a role without REPLICATION; --repo."""
+    with ybsim.connect(ydb) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE nokey (a int)")
+    code, out, _ = run_cli(capsys, "check", ybsim.url(ydb), "--json")
+    report = json.loads(out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0 and report["kind"] == "yugabyte", out
+    assert checks["server"]["detail"].startswith("YugabyteDB 2025.1")
+    assert checks["wal_level"]["status"] == "ok" and "no wal_level" in checks["wal_level"]["detail"]
+    assert checks["history_retention"]["status"] == "ok"
+    identity = checks["replica_identity"]
+    assert identity["status"] == "warn" and "public.nokey" in identity["detail"] and "public.t" in identity["detail"]
+
+    with ybsim.connect(ydb) as conn:
+        conn.execute("DROP ROLE IF EXISTS ybsim_checker")
+        conn.execute("CREATE ROLE ybsim_checker LOGIN PASSWORD 'pw'")
+    try:
+        monkeypatch.setenv("PGPASSWORD", "pw")
+        code, out, err = run_cli(
+            capsys, "check", f"postgresql://ybsim_checker@127.0.0.1:{ybsim.port}/{ydb}", "--json"
+        )
+        assert out, err
+        got = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert code == 1 and got["replication"]["status"] == "fail" and got["superuser"]["status"] == "warn"
+        assert "yb_read_time" in got["superuser"]["detail"]
+    finally:
+        with ybsim.connect(ydb) as conn:
+            conn.execute("DROP ROLE ybsim_checker")
+
+    repo_dir = tmp_path / "repo"
+    slot = f"s_{ydb}"
+    with ybsim.connect(ydb) as conn:
+        conn.execute("DROP TABLE nokey")
+    try:
+        with running_archiver(ybsim.endpoint(ydb), Repository.open(str(repo_dir)), fast_options(slot)) as outcome:
+            wait_started(Repository.open(str(repo_dir)), outcome)
+        code, out, _ = run_cli(capsys, "check", ybsim.url(ydb), "--repo", str(repo_dir), "--json")
+        got = {c["name"]: c for c in json.loads(out)["checks"]}
+        assert code == 0 and got["repository"]["status"] == "ok" and got["repository_slot"]["status"] == "ok", out
+        # the archiver set REPLICA IDENTITY DEFAULT before its slot
+        assert got["replica_identity"]["status"] == "ok", out
+    finally:
+        with ybsim.connect(ydb) as conn:
+            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])

@@ -118,9 +118,10 @@ def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
         wait_until_started(repo, timeout=120)
         conn.execute("INSERT INTO ranged SELECT g, 'new' FROM generate_series(1001, 1100) g")
         conn.execute("UPDATE hashed SET v = '{\"k\": 1}' WHERE a = 1")
-        conn.execute("DELETE FROM ranged WHERE id <= 10")
+        # the last transaction commits after this time, the others before it: wait for that one
         ts = conn.execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint").fetchone()[0]
-        wait_for_commit(repo, int(ts) - 1_000_000, timeout=120)
+        conn.execute("DELETE FROM ranged WHERE id <= 10")
+        wait_for_commit(repo, int(ts), timeout=120)
     # Issue 9: DEFAULT set before the slot (pgoutput refuses YB's CHANGE); the repository names the
     # cluster by its CDC stream id; the base backup's time is the slot snapshot's hybrid time.
     with src.connect() as conn:

@@ -72,21 +72,39 @@ def test_range_table_split_at_values() -> None:
     assert "SPLIT" not in pre[0]
 
 
-def test_colocation_and_tablegroups() -> None:
+def test_colocated_database() -> None:
+    """A colocated database: colocated tables (in the implicit tablegroup "default", never created
+    by a statement) and tables opted out. No CREATE TABLEGROUP: YugabyteDB refuses it there for any
+    name (tablegroup.c CreateTableGroup)."""
     colocated = yb_table("small", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True))
+    implicit = yb_table("tiny", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True, tablegroup="default"))
     opted_out = yb_table("big", [KeyColumn("id", "HASH")], YbTableProps(num_tablets=4, num_hash_key_columns=1))
-    grouped = yb_table("g1", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True, tablegroup="grp"))
-    m = model(colocated, opted_out, grouped, colocated=True)
+    m = model(colocated, implicit, opted_out, colocated=True)
     w = DdlWriter(m, RenderOptions("yugabyte"))
     assert w.create_database().endswith(" COLOCATION = true")
     pre, _ = render(m, "yugabyte")
     pre = [s for s in pre if "REPLICA IDENTITY" not in s]
-    assert pre[0] == 'CREATE TABLEGROUP "grp"'
-    small, big, g1 = pre[1], pre[2], pre[3]
+    assert not any("TABLEGROUP" in s for s in pre), pre
+    small, tiny, big = pre
     assert "colocation" not in small and "SPLIT" not in small
+    assert "colocation" not in tiny and "SPLIT" not in tiny
     assert big.endswith("WITH (colocation = false)\nSPLIT INTO 4 TABLETS")
-    assert g1.endswith('TABLEGROUP "grp"') and "SPLIT" not in g1
     assert "COLOCATION" not in DdlWriter(m, RenderOptions("postgres")).create_database()
+    pre, _ = render(m, "postgres")
+    assert not any("TABLEGROUP" in s or "colocation" in s for s in pre)
+
+
+def test_tablegroups_in_a_database_that_is_not_colocated() -> None:
+    grouped = yb_table("g1", [KeyColumn("id", "ASC")], YbTableProps(num_tablets=1, colocated=True, tablegroup="grp"))
+    alone = yb_table("t", [KeyColumn("id", "HASH")], YbTableProps(num_tablets=2, num_hash_key_columns=1))
+    m = model(grouped, alone)
+    assert "COLOCATION" not in DdlWriter(m, RenderOptions("yugabyte")).create_database()
+    pre, _ = render(m, "yugabyte")
+    pre = [s for s in pre if "REPLICA IDENTITY" not in s]
+    assert pre[0] == 'CREATE TABLEGROUP "grp"'
+    g1, t = pre[1], pre[2]
+    assert g1.endswith('TABLEGROUP "grp"') and "SPLIT" not in g1 and "colocation" not in g1
+    assert "TABLEGROUP" not in t and t.endswith("SPLIT INTO 2 TABLETS")
     pre, _ = render(m, "postgres")
     assert not any("TABLEGROUP" in s or "colocation" in s for s in pre)
 

@@ -47,6 +47,17 @@ def test_yugabyte_slices_by_hash_code_cover_0_to_65535() -> None:
     assert [s.where for s in plan_slices([range_sharded], True, 1 << 20, jobs=2)] == [None]
 
 
+def test_slices_per_table_are_bounded_by_the_jobs() -> None:
+    """Tiny slices would make one file (written, fsynced, listed) per hash range or page range."""
+    t = table("h", 1 << 30, [KeyColumn("a", "HASH")])
+    slices = plan_slices([t], True, 1 << 10, jobs=3)
+    texts = [s.where.as_string(None) for s in slices if s.where is not None]
+    assert len(slices) == 12 and texts[0].endswith("BETWEEN 0 AND 5461") and texts[-1].endswith("AND 65535")
+    ranges = [tuple(int(x) for x in w.split("BETWEEN ")[1].split(" AND ")) for w in texts]
+    assert all(ranges[i][1] + 1 == ranges[i + 1][0] for i in range(len(ranges) - 1))
+    assert len(plan_slices([table("big", 1 << 30)], False, 1 << 10, jobs=2)) == 8
+
+
 def test_filters() -> None:
     f = Filters(schemas=["Sales", "pub*"], exclude_tables=["public.secret*"], exclude_table_data=["big"])
     assert f.schema_selected("Sales") and f.schema_selected("public") and not f.schema_selected("other")

@@ -13,6 +13,7 @@ class Session:
         self.colocated = colocated
         self.in_transaction = in_transaction
         self.read_time_us: int | None = None
+        self.truncate_streamed_allowed = False
         self.asked: list[str] = []
 
     def snapshot_for(self, value: str) -> str:
@@ -154,3 +155,17 @@ def test_comments_before_a_statement_do_not_hide_it() -> None:
     steps = rewrite_query(b"SELECT 1;\n-- why\n/* more */ ALTER TABLE t REPLICA IDENTITY DEFAULT", Session())
     assert texts(steps)[0] == ["SELECT 1", "ALTER TABLE t REPLICA IDENTITY DEFAULT"]
     assert texts(steps)[1] == ["SELECT pg_catalog.yb_sim_set_identity('t', 'DEFAULT')"]
+
+
+def test_truncate_is_checked_against_cdc_streams() -> None:
+    steps = rewrite_query(b'TRUNCATE TABLE ONLY a, s."B" * RESTART IDENTITY CASCADE', Session())
+    assert texts(steps) == [
+        [
+            """SELECT pg_catalog.yb_sim_check_truncate(ARRAY['a', 's."B"']::text[])""",
+            'TRUNCATE TABLE ONLY a, s."B" * RESTART IDENTITY CASCADE',
+        ]
+    ]
+    assert steps[0].stmts[0].hide
+    allowed = Session()
+    allowed.truncate_streamed_allowed = True  # yb-master enable_truncate_cdcsdk_table=true
+    assert texts(rewrite_query(b"TRUNCATE t", allowed)) == [["TRUNCATE t"]]

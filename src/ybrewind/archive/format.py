@@ -11,7 +11,8 @@ A segment is a zstd-compressed JSON-lines object holding complete transactions i
     {"sequences": [[schema, name, last_value], ...], "sampled_us": ..., "after_lsn": ...}  optional
 
 Changes: ``["I", relid, new]``, ``["U", relid, old_or_key, new]``, ``["D", relid, old_or_key]``,
-``["T", [relids], cascade, restart_identity]``, ``["DDL", tag, command, search_path]``,
+``["T", [relids], cascade, restart_identity]``, ``["TN", [[schema, table], ...]]`` (TRUNCATE ONLY by
+name: YugabyteDB, recorded by the archiver's trigger), ``["DDL", tag, command, search_path]``,
 ``["R", relid, relation]`` (a relation's new shape after DDL, before the tuples that use it).
 Tuples are lists of text values; ``None`` is SQL NULL and the integer
 ``0`` marks an unchanged TOASTed value (never a legal text value, so unambiguous).
@@ -214,7 +215,7 @@ class RepositoryInfo:
     slot: str
     publication: str
     created_at: str
-    ddl_capture: str  # "event-trigger" or "none"
+    ddl_capture: str  # "event-trigger", "event-trigger+truncate-trigger" (YugabyteDB) or "none"
     format: str = REPOSITORY_FORMAT
     format_version: int = REPOSITORY_VERSION
 

@@ -113,6 +113,9 @@ class Applier:
             names = sql.SQL(", ").join(self.relations[r].ident for r in change[1])
             extra = (" RESTART IDENTITY" if change[3] else "") + (" CASCADE" if change[2] else "")
             execute(sql.SQL("TRUNCATE {}{}").format(names, sql.SQL(extra)))
+        elif kind == "TN":  # by name (YugabyteDB: recorded by the archiver's TRUNCATE trigger)
+            names = sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(*n)) for n in change[1])
+            execute(sql.SQL("TRUNCATE {}").format(names))
         elif kind == "R":
             self.relations[change[1]] = Relation.from_record(change[2])
             self._queries = {k: v for k, v in self._queries.items() if k[1] != change[1]}

@@ -11,6 +11,7 @@ slot and drops what the repository already has (idempotent by commit LSN).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -31,7 +32,7 @@ from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, UsageError
 from ybrewind.progress import Progress
 from ybrewind.ysql import pgoutput as po
-from ybrewind.ysql.catalog import Filters
+from ybrewind.ysql.catalog import TRUNCATE_FUNCTION, Filters
 from ybrewind.ysql.dump import DumpOptions, dump
 from ybrewind.ysql.stream import (
     CreatedSlot,
@@ -91,6 +92,58 @@ DROP EVENT TRIGGER IF EXISTS ybrewind_ddl_end;
 CREATE EVENT TRIGGER ybrewind_ddl_end ON ddl_command_end EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
 DROP EVENT TRIGGER IF EXISTS ybrewind_sql_drop;
 CREATE EVENT TRIGGER ybrewind_sql_drop ON sql_drop EXECUTE FUNCTION {DDL_SCHEMA}.log_ddl();
+"""
+
+# YugabyteDB does not stream TRUNCATE (docs: develop/change-data-capture/using-logical-replication/
+# _index.md, Limitations: TRUNCATE TABLE after the slot is created is not supported; refused unless
+# the yb-master flag enable_truncate_cdcsdk_table is true, docs reference/configuration/yb-master.md
+# and src/yb/integration-tests/cdcsdk_ysql-test.cc TestTruncateTable, where the rows written after
+# it are streamed), and ddl_command_end event triggers do not fire for it. A statement-level AFTER
+# TRUNCATE trigger on every table (YugabyteDB runs them: src/postgres/src/test/regress/sql/
+# yb.port.truncate.sql and its expected output, "Test ON TRUNCATE triggers") records it in the
+# streamed DDL log, in the user's transaction, where a restore replays it. The entry's command is
+# the JSON array [schema, table].
+TRUNCATE_TAG = "TRUNCATE"
+TRUNCATE_TRIGGER = "ybrewind_truncate"
+CAPTURE_TRUNCATES = f"SELECT {DDL_SCHEMA}.capture_truncates()"
+YB_TRUNCATE_CAPTURE_SQL = f"""
+CREATE OR REPLACE FUNCTION {TRUNCATE_FUNCTION} RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+    INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.statement_timestamp(), '{TRUNCATE_TAG}',
+            pg_catalog.json_build_array(tg_table_schema, tg_table_name)::text, '');
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    BEGIN  -- as in log_ddl: never fail the user's statement, leave a marker instead
+        INSERT INTO {DDL_SCHEMA}.{DDL_TABLE} (pid, statement_at, tag, command, search_path)
+        VALUES (pg_catalog.pg_backend_pid(), pg_catalog.statement_timestamp(), '{CAPTURE_FAILED}',
+                'TRUNCATE ' || tg_table_schema || '.' || tg_table_name || ': ' || SQLERRM, '');
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
+    RAISE WARNING 'ybrewind could not record TRUNCATE (%): restores past this point will lack it', SQLERRM;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION {TRUNCATE_FUNCTION} FROM PUBLIC;
+-- Puts the trigger on every table that lacks it; run at install, on resume and after each CREATE TABLE.
+CREATE OR REPLACE FUNCTION {DDL_SCHEMA}.capture_truncates() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    rel regclass;
+    added integer := 0;
+BEGIN
+    FOR rel IN
+        SELECT c.oid::regclass FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND n.nspname <> '{DDL_SCHEMA}'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                          WHERE t.tgrelid = c.oid AND t.tgname = '{TRUNCATE_TRIGGER}')
+    LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER {TRUNCATE_TRIGGER} AFTER TRUNCATE ON %s '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION {TRUNCATE_FUNCTION}', rel);
+        added := added + 1;
+    END LOOP;
+    RETURN added;
+END $$;
 """
 
 # YugabyteDB: replica identities in pg_class.relreplident. 'c' is YB's CHANGE, its default for new
@@ -287,6 +340,7 @@ class Archiver:
         self.unstreamed: list[str] = []  # YugabyteDB tables the stream leaves out
         self.yugabyte = False
         self.base_done_us = 0  # when the first base backup was stored (RepositoryInfo.created_at)
+        self.truncate_capture_due = False  # YugabyteDB: a table was created, give it the TRUNCATE trigger
 
     # -- setup --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ArchiveResult:
@@ -380,10 +434,15 @@ class Archiver:
         if superuser:
             conn.execute(DDL_CAPTURE_SQL.encode())
             ddl_capture = "event-trigger"
+            if yugabyte:
+                conn.execute(YB_TRUNCATE_CAPTURE_SQL.encode())
+                conn.execute(CAPTURE_TRUNCATES)
+                ddl_capture = "event-trigger+truncate-trigger"
         else:
             self._warn(
                 "not a superuser: DDL is not captured (event triggers need a superuser); "
-                "restores will replay data changes only"
+                + ("nor is TRUNCATE, which YugabyteDB does not stream; " if yugabyte else "")
+                + "restores will replay data changes only"
             )
         if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", [self.opt.publication]).fetchone():
             try:
@@ -463,6 +522,8 @@ class Archiver:
         try:
             self.yugabyte = info.source.get("dialect") == "yugabyte"
             self.base_done_us = int(datetime.fromisoformat(info.created_at).timestamp() * 1e6)
+            if info.ddl_capture.endswith("truncate-trigger"):
+                self._capture_new_tables()  # tables created while no archiver ran
             repl.start(info.slot, start_lsn, info.publication, conn.info.server_version)
             last_data = last_status = time.monotonic()
             heartbeats = True
@@ -474,6 +535,8 @@ class Archiver:
                     last_data = now
                     self.received = max(self.received, msg.end_lsn)
                     self._handle(po.decode(msg.payload, yugabyte=self.yugabyte), msg)
+                    if self.truncate_capture_due:
+                        self._capture_new_tables()
                 elif isinstance(msg, Keepalive):
                     self.received = max(self.received, msg.wal_end)
                     if self.open is None and not self.pending:
@@ -555,6 +618,10 @@ class Archiver:
         """A captured statement; GAP records (what the archive cannot reproduce) follow it in the
         same transaction, so a restore past that commit knows."""
         assert self.open is not None
+        if tag == TRUNCATE_TAG:
+            return self._truncate(command)
+        if command == CAPTURE_TRUNCATES:
+            return None  # our own CREATE TRIGGERs: the restored database has no capture to feed
         if tag == CAPTURE_FAILED:
             gaps = [["ddl-not-captured", f"a DDL statement could not be recorded ({_short(command)})"]]
             change = None
@@ -566,6 +633,8 @@ class Archiver:
                 # change-data-capture/using-logical-replication/_index.md, Limitations).
                 gaps.append(["snapshot-ddl", f"{tag} ran while the first base backup was read ({_short(command)})"])
             change = ["DDL", tag, command, search_path]
+            if self.yugabyte and tag in ("CREATE TABLE", "CREATE TABLE AS", "SELECT INTO"):
+                self.truncate_capture_due = True
         for kind, detail in gaps:
             self._warn(f"archive gap: {detail}")
             if change is not None:
@@ -573,6 +642,26 @@ class Archiver:
                 change = None
             self.open.changes.append(["GAP", kind, detail])
         return change
+
+    def _truncate(self, command: str) -> list[Any] | None:
+        """A TRUNCATE the trigger recorded (YugabyteDB). The tables one statement truncates (with
+        CASCADE too) come one entry each, back to back: they become one TRUNCATE, as replaying
+        them one by one would fail on foreign keys between them."""
+        assert self.open is not None
+        schema, table = json.loads(command)
+        last = self.open.changes[-1] if self.open.changes else None
+        if last is not None and last[0] == "TN":
+            last[1].append([schema, table])
+            return None
+        return ["TN", [[schema, table]]]
+
+    def _capture_new_tables(self) -> None:
+        """Put the TRUNCATE trigger on tables created since (YugabyteDB, DDL capture installed)."""
+        self.truncate_capture_due = False
+        try:
+            self.stats_conn.execute(CAPTURE_TRUNCATES)
+        except psycopg.Error as e:
+            self._warn(f"could not put the TRUNCATE trigger on new tables: {translate(e, 'capture_truncates').args[0]}")
 
     def _use(self, relid: int) -> None:
         if relid not in self.pending_relations:

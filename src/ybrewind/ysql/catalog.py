@@ -59,6 +59,8 @@ INDOPTION_NULLS_FIRST = 2
 INDOPTION_HASH = 4
 
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# The function of the archiver's TRUNCATE triggers on YugabyteDB (ysql/archiver.py): not dumped.
+TRUNCATE_FUNCTION = "ybrewind.log_truncate()"
 USER_NAMESPACES = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%' "
     "AND n.nspname NOT LIKE 'pg\\_temp\\_%%'"
@@ -596,7 +598,9 @@ class CatalogReader:
             self.conn,
             "SELECT t.tgrelid, t.tgname, pg_get_triggerdef(t.oid) AS def, t.tgenabled, "
             "obj_description(t.oid, 'pg_trigger') AS comment FROM pg_trigger t "
-            f"WHERE NOT t.tgisinternal {parent_clause} ORDER BY t.tgname",
+            f"WHERE NOT t.tgisinternal {parent_clause} "
+            # the archiver's own TRUNCATE capture on YugabyteDB (ysql/archiver.py) is not the user's
+            f"AND t.tgfoid IS DISTINCT FROM pg_catalog.to_regprocedure('{TRUNCATE_FUNCTION}') ORDER BY t.tgname",
         ):
             table = self._relname(r["tgrelid"])
             if table:

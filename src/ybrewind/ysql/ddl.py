@@ -221,14 +221,15 @@ class DdlWriter:
         return out
 
     def _tablegroup(self, t: Table) -> str | None:
-        """The tablegroup to name for ``t``. In a colocated database a table without one lands in the
-        implicit tablegroup "default", which YugabyteDB creates itself (DEFAULT_TABLEGROUP_NAME in
-        src/postgres/src/include/commands/tablegroup.h, created with implicit = true by YBCCreateTable
-        in src/postgres/src/backend/commands/ybccmds.c): never render it."""
-        group = t.yb.tablegroup if t.yb else None
-        if group == YB_DEFAULT_TABLEGROUP and self.model.database.colocated:
+        """The tablegroup to name for ``t``: none in a colocated database. There every colocated
+        table lands in the implicit tablegroup "default", which YugabyteDB creates itself
+        (DEFAULT_TABLEGROUP_NAME in src/postgres/src/include/commands/tablegroup.h, created with
+        implicit = true by YBCCreateTable in src/postgres/src/backend/commands/ybccmds.c), and any
+        other is refused: CreateTableGroup in src/postgres/src/backend/commands/tablegroup.c raises
+        "cannot use tablegroups in a colocated database" unless the statement is the implicit one."""
+        if self.model.database.colocated:
             return None
-        return group
+        return t.yb.tablegroup if t.yb else None
 
     @staticmethod
     def _column(c: Column) -> str:

@@ -57,6 +57,9 @@ from ybrewind.ysql.model import SchemaModel, Table
 from ybrewind.ysql.stream import hybrid_time_to_unix_us, is_hybrid_time_snapshot
 
 DEFAULT_SLICE_BYTES = 256 << 20
+# Slices of one table per worker at most: enough to keep every worker busy when slices are uneven;
+# each further slice only adds a file to write, fsync and list (and, on YugabyteDB, a scan).
+MAX_SLICES_PER_JOB = 4
 ROWS_PER_INSERT = 100
 YB_HASH_MAX = 65535
 
@@ -258,11 +261,14 @@ def plan_slices(
 
     PostgreSQL: ctid page ranges (TID range scans, PG14+); the last slice is open-ended so rows in
     pages added since the size was read are not missed. YugabyteDB: yb_hash_code ranges over the
-    hash key; range-sharded tables are not sliced.
+    hash key; range-sharded tables are not sliced. At most ``MAX_SLICES_PER_JOB`` × ``jobs`` slices
+    per table, whatever ``slice_bytes`` says.
     """
     out: list[Slice] = []
     for t in sorted(tables, key=lambda t: -t.estimated_bytes):
-        n = math.ceil(t.estimated_bytes / slice_bytes) if jobs > 1 and slice_bytes > 0 else 1
+        n = 1
+        if jobs > 1 and slice_bytes > 0:
+            n = min(math.ceil(t.estimated_bytes / slice_bytes), jobs * MAX_SLICES_PER_JOB)
         if n <= 1:
             out.append(Slice(t, 0, None))
         elif is_yugabyte:

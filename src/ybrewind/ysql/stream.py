@@ -110,9 +110,12 @@ class ReplicationConnection:
             except DatabaseError as second:
                 raise DatabaseError(f"{first}; with EXPORT_SNAPSHOT: {second}") from None
 
-    def drop_slot(self, name: str, *, wait: bool = True) -> None:
-        # YugabyteDB refuses WAIT ("Waiting for a replication slot is not yet supported":
-        # src/postgres/src/backend/replication/walsender.c, DropReplicationSlot).
+    def drop_slot(self, name: str, *, wait: bool | None = None) -> None:
+        """``wait``: WAIT for an active slot to be released; by default on PostgreSQL only, as
+        YugabyteDB refuses it ("Waiting for a replication slot is not yet supported":
+        src/postgres/src/backend/replication/walsender.c, DropReplicationSlot)."""
+        if wait is None:
+            wait = "-YB-" not in (self.conn.info.parameter_status("server_version") or "")
         command = sql.SQL("DROP_REPLICATION_SLOT {}" + (" WAIT" if wait else "")).format(sql.Identifier(name))
         self._command(command.as_bytes(self.conn))
 

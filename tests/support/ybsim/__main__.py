@@ -24,10 +24,15 @@ def main() -> None:
         "--default-replica-identity", default="CHANGE", choices=["CHANGE", "DEFAULT", "FULL", "NOTHING"],
         help="YB flag ysql_yb_default_replica_identity: the identity new tables get",
     )
+    p.add_argument(
+        "--enable-truncate-cdcsdk-table", action="store_true",
+        help="YB flag enable_truncate_cdcsdk_table: TRUNCATE of a streamed table allowed while a slot exists",
+    )
     a = p.parse_args()
     options = Options(
         a.upstream, a.host, a.port, snapshot_interval=a.snapshot_interval, history_seconds=a.history_seconds,
         publication_refresh_seconds=a.publication_refresh_seconds, default_replica_identity=a.default_replica_identity,
+        enable_truncate_cdcsdk_table=a.enable_truncate_cdcsdk_table,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(ProxyServer(options).serve())

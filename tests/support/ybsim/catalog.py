@@ -14,7 +14,7 @@ VERSION_STRING = (
 )
 SERVER_VERSION = "15.12-YB-2025.1.0.0-b0"
 MARKER = "yb_sim_relprops"
-INSTALL_VERSION = "9"
+INSTALL_VERSION = "11"
 
 # Placeholders {version} {install_version} are filled with str.format: braces in SQL are doubled.
 INSTALL_SQL = """
@@ -366,9 +366,32 @@ CREATE VIEW pg_catalog.yb_sim_replication_slots AS
            pg_catalog.md5(s.slot_name) AS yb_stream_id, y.snapshot_ht::int8 AS yb_restart_commit_ht
     FROM pg_catalog.pg_replication_slots s LEFT JOIN pg_catalog.yb_sim_slot y ON y.slot_name = s.slot_name;
 
--- Catalog data every role may read, as YugabyteDB's catalog functions are.
+-- TRUNCATE of a table a CDC stream holds (sqlrewrite._truncate says where YugabyteDB does this).
+CREATE OR REPLACE FUNCTION pg_catalog.yb_sim_check_truncate(names text[]) RETURNS void
+LANGUAGE plpgsql AS $f$
+DECLARE
+    n text;
+    rel regclass;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE database = pg_catalog.current_database()) THEN
+        RETURN;
+    END IF;
+    FOREACH n IN ARRAY names LOOP
+        rel := pg_catalog.to_regclass(n);
+        IF rel IS NOT NULL
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = rel AND c.relpersistence = 'p')
+           AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = rel AND i.indisprimary) THEN
+            RAISE EXCEPTION 'cannot truncate table % while it is part of a CDC stream', rel
+                USING ERRCODE = '0A000', HINT = 'yb-master flag enable_truncate_cdcsdk_table is false';
+        END IF;
+    END LOOP;
+END $f$;
+
+-- Catalog data every role may read, as YugabyteDB's catalog functions are; pg_replication_slots
+-- (served by the view) is readable by every role, as every pg_catalog relation is after PostgreSQL's
+-- initdb (setup_privileges); YugabyteDB's copy of initdb.c was not checked.
 GRANT SELECT ON pg_catalog.yb_sim_relprops, pg_catalog.pg_yb_tablegroup, pg_catalog.yb_sim_slot,
-    pg_catalog.yb_sim_slot_identity, pg_catalog.yb_sim_lsn TO PUBLIC;
+    pg_catalog.yb_sim_slot_identity, pg_catalog.yb_sim_lsn, pg_catalog.yb_sim_replication_slots TO PUBLIC;
 COMMENT ON TABLE pg_catalog.yb_sim_relprops IS 'ybsim {install_version}';
 """
 

@@ -39,6 +39,7 @@ class Options:
     slot_snapshot_seconds: float = 900.0
     publication_refresh_seconds: float = 900.0  # cdcsdk_publication_list_refresh_interval_secs
     default_replica_identity: str = "CHANGE"  # ysql_yb_default_replica_identity
+    enable_truncate_cdcsdk_table: bool = False  # yb-master flag of that name
 
 
 class Database:
@@ -135,6 +136,10 @@ class ClientSession:
     @property
     def colocated(self) -> bool:
         return bool(self.db and self.db.colocated)
+
+    @property
+    def truncate_streamed_allowed(self) -> bool:
+        return self.server.opt.enable_truncate_cdcsdk_table
 
     def snapshot_for(self, value: str) -> str:
         if self.db is None or self.db.snapshots is None:
