@@ -149,6 +149,15 @@ class Repository:
                 self.storage.get_file(f"{fmt.BASE_PREFIX}{info.name}/{rel}", target)
             yield root
 
+    def restore_listing(self) -> tuple[int | None, list[fmt.BaseBackupInfo], list[fmt.SegmentInfo]]:
+        """(time up to which the archiver confirmed the archive complete, base backups, segments).
+
+        The status is read first: it claims completeness only for segments stored before it was
+        written, which a listing made after it includes.
+        """
+        complete = (self.status() or {}).get("complete_us")
+        return (complete if isinstance(complete, int) else None), self.base_backups(), self.segments()
+
     # -- archiver status -----------------------------------------------------------------------------
     def write_status(self, status: dict[str, Any]) -> None:
         """Store the archiver's status, with the newest segment's LSN (so a lost tail is seen)."""
