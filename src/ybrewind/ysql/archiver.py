@@ -747,6 +747,7 @@ class Archiver:
                 "base_every_seconds": self.opt.base_every_seconds,
                 "base_at_us": self.opt.base_at_us,
                 "last_base_us": self.last_base_us,
+                "scheduled_bases": len(self.result.scheduled_bases),
                 "next_base_us": self.next_base_us,
                 "last_base_error": self.last_base_error,
                 "retention": self.opt.retention.to_dict(),

@@ -230,7 +230,11 @@ class Snapshot:
         if self.read_time_us is not None:
             return yb_pinned_setup(read_time_us=self.read_time_us)
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-        return [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None)]
+        # The coordinator holds ACCESS SHARE on every table, so a worker's lock waits only behind an
+        # ACCESS EXCLUSIVE request (TRUNCATE, ALTER...) queued after it, which waits for the coordinator:
+        # a deadlock the server cannot see. Fail instead, as pg_dump's workers do (LOCK ... NOWAIT).
+        timeout = "SET LOCAL lock_timeout = '1s'"
+        return [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None), timeout]
 
     def enter(self, conn: psycopg.Connection) -> None:
         """Make ``conn`` (autocommit, idle) read inside the snapshot."""
