@@ -22,7 +22,7 @@ import psycopg
 from ybrewind import __version__, sandbox
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint, YcqlEndpoint, is_ycql_url
-from ybrewind.errors import UsageError, YbrewindError
+from ybrewind.errors import DumpIntegrityError, UsageError, YbrewindError
 from ybrewind.progress import Progress, TerminalProgress
 from ybrewind.ysql import compare as ysql_compare
 from ybrewind.ysql import dump as ysql_dump
@@ -611,6 +611,40 @@ def repo_prune(
     with _progress(quiet) as progress:
         result = prune(repository, policy, dry_run=dry_run, progress=progress)
     _report(as_json, quiet, result, result.describe())
+
+
+@repo_group.command("info")
+@click.argument("repo")
+@repo_options
+@common_options
+def repo_info(
+    repo: str, endpoint_url: str | None, region: str | None, profile: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Base backups, segments, restorable windows, sizes, retention policy, the archiver's health."""
+    from ybrewind.archive.inventory import repository_inventory
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_api(repository, "ysql")
+    inventory = repository_inventory(repository)
+    _report(as_json, quiet, inventory, inventory.describe())
+
+
+@repo_group.command("verify")
+@click.argument("repo")
+@repo_options
+@common_options
+def repo_verify(
+    repo: str, endpoint_url: str | None, region: str | None, profile: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Check every object's checksum and the segment chain; name whatever is damaged or missing (exit 5)."""
+    from ybrewind.archive.verify import verify_repository
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_api(repository, "ysql")
+    result = verify_repository(repository)
+    _report(as_json, quiet, {**dataclasses.asdict(result), "ok": result.ok}, result.describe())
+    if not result.ok:
+        raise DumpIntegrityError(f"{repository.url}: {len(result.problems)} problem(s): {result.problems[0]}")
 
 
 @cli.command("backup")

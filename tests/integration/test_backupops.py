@@ -4,6 +4,7 @@ and S3), the window ending where the archive is known complete (idle restore to 
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 from pathlib import Path
@@ -235,3 +236,60 @@ def test_idle_database_restores_and_clones_to_now_minus_5s(
         code, _, err = run_cli(capsys, "restore", str(repo_dir), pg.url(target), "--to-time", "now")
         assert_one_line_error(code, err, "outside the restorable window")
     _drop_slot(pg, db)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_repo_verify_and_info(
+    pg: PgServer, db: str, tmp_path: Path, request: pytest.FixtureRequest, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = _repo(kind, tmp_path, request)
+    url = repo.url
+    extra = ["--endpoint-url", request.getfixturevalue("moto_endpoint")] if kind == "s3" else []
+    with pg.connect(db) as conn:
+        conn.execute(SCHEMA.encode())
+    options = dataclasses.replace(
+        fast_options(f"s_{db}"), base_every_seconds=1.5, retention=RetentionPolicy(keep_bases=5)
+    )
+    _workload_with_scheduled_bases(pg, db, repo, options, min_bases=1, seed=6)
+    _drop_slot(pg, db)
+
+    code, out, err = run_cli(capsys, "repo", "info", url, "--json", *extra)
+    assert code == 0, err
+    info = json.loads(out)
+    bases, segments = repo.base_backups(), repo.segments()
+    assert [b["name"] for b in info["base_backups"]] == [b.name for b in bases]
+    assert info["segments"] == len(segments) >= 3
+    assert info["segment_bytes"] > 0 and info["total_bytes"] > info["segment_bytes"]
+    assert info["retention"]["keep_bases"] == 5 and info["schedule"]["base_every_seconds"] == 1.5
+    assert info["windows"] and info["windows"][0]["from"] == pitr.to_iso(bases[0].time_us)
+    code, out, err = run_cli(capsys, "repo", "info", url, *extra)
+    assert code == 0 and "restorable" in out and "keep the newest 5 base backup(s)" in out, out + err
+
+    code, out, err = run_cli(capsys, "repo", "verify", url, *extra)
+    assert code == 0, out + err
+    assert ": OK" in out
+
+    storage = repo.storage
+    middle = segments[len(segments) // 2]
+    corrupt = segments[1]
+    base_file = next(k for k in storage.list(f"base/{bases[-1].name}/data/"))
+    saved = {k: storage.get(k) for k in (middle.key, corrupt.key, base_file)}
+    # A segment missing from the middle of the chain.
+    storage.delete(middle.key)
+    code, out, err = run_cli(capsys, "repo", "verify", url, *extra)
+    assert_one_line_error(code, err, f"-{middle.last_lsn:016X}-", "is missing")
+    assert code == 5
+    storage.put(middle.key, saved[middle.key])
+    # A flipped bit in another segment, and a truncated base backup file: both named, in one run.
+    data = bytearray(saved[corrupt.key])
+    data[len(data) // 2] ^= 0x10
+    storage.put(corrupt.key, bytes(data))
+    storage.put(base_file, saved[base_file][: len(saved[base_file]) // 2])
+    code, out, err = run_cli(capsys, "repo", "verify", url, *extra)
+    assert code == 5, out + err
+    assert f"{corrupt.key} is corrupt (sha256 mismatch)" in out
+    assert base_file.split("/", 2)[2] in out and "2 problem(s)" in out
+    for key, value in saved.items():
+        storage.put(key, value)
+    code, out, err = run_cli(capsys, "repo", "verify", url, *extra)
+    assert code == 0, out + err
