@@ -142,3 +142,18 @@ def test_window_extends_to_the_confirmed_complete_time() -> None:
         plan(BASES, SEGMENTS, target_us=end + H // 2)
     p = plan(BASES, SEGMENTS, target_us=end + H // 2, complete_us=end + H)
     assert p.base == BASES[-1] and SEGMENTS[-1] in p.segments
+
+
+def test_unfinished_base_backups_go_only_when_old_and_older_than_the_kept_base() -> None:
+    day = 24 * H
+    now = T0 + 10 * day
+    bases = [base(100, T0), base(200, T0 + 5 * day), base(300, now - H)]
+    unfinished = [f"{50:016X}-{T0 - day}", f"{250:016X}-{T0 + 6 * day}", f"{400:016X}-{now - 60_000_000}"]
+    p = plan_prune(bases, SEGMENTS, RetentionPolicy(keep_bases=2), now, unfinished)
+    # Older than the kept base (T0+5d) and a day old: the first only. The one at T0+6d is newer
+    # than the kept base; the newest may be a base backup being taken right now.
+    assert p.bases == [unfinished[0], bases[0].name]
+    p = plan_prune(bases, SEGMENTS, RetentionPolicy(keep_bases=3), now, unfinished)
+    assert p.bases == [unfinished[0]]  # older than the oldest base, and days old: abandoned
+    p = plan_prune(bases, SEGMENTS, RetentionPolicy(keep_bases=1), now, ["junk"])
+    assert p.bases == [b.name for b in bases[:2]]  # a name without a time is never dropped

@@ -6,7 +6,9 @@ newest N with ``keep_bases``; with ``recovery_window``, the newest one taken at 
 ``now - window``, as a restore to that instant starts from it); the older base backups go, and
 the segments that end before that base backup's consistent point (a restore from it or any later
 base never reads them). The newest base backup and the newest segment always stay (the archiver's
-status names the newest segment, and restores check it is there).
+status names the newest segment, and restores check it is there). Unfinished base backups (no
+``base.json``: killed while being taken) go when their snapshot is older than both the kept base
+backup and ``UNFINISHED_GRACE_US`` (a base backup still being taken is never that old).
 
 ``prune`` carries a plan out, resumable and safe beside a running archiver:
 
@@ -37,6 +39,7 @@ from ybrewind.files import seal_json, unseal_json
 from ybrewind.progress import Progress
 
 PLAN_KEY = "state/prune.json"
+UNFINISHED_GRACE_US = 24 * 3_600_000_000
 LOCK_NAME = "prune"
 
 
@@ -88,9 +91,15 @@ class PrunePlan:
 
 
 def plan_prune(
-    bases: list[fmt.BaseBackupInfo], segments: list[fmt.SegmentInfo], policy: RetentionPolicy, now_us: int
+    bases: list[fmt.BaseBackupInfo],
+    segments: list[fmt.SegmentInfo],
+    policy: RetentionPolicy,
+    now_us: int,
+    unfinished: list[str] | tuple[str, ...] = (),
 ) -> PrunePlan:
-    """What ``policy`` lets go at ``now_us`` (see the module docstring). Pure."""
+    """What ``policy`` lets go at ``now_us`` (see the module docstring). Pure.
+
+    ``unfinished``: names of base backup directories without ``base.json``."""
     ordered = sorted(bases, key=lambda b: (b.time_us, b.lsn))
     if not ordered or not policy.active:
         return PrunePlan(ordered[0].name if ordered else None)
@@ -104,7 +113,16 @@ def plan_prune(
     keep = ordered[keep_index]
     newest_segment = max(segments).key if segments else None
     drop_segments = [s.key for s in sorted(segments) if s.last_lsn < keep.lsn and s.key != newest_segment]
-    return PrunePlan(keep.name, [b.name for b in ordered[:keep_index]], drop_segments)
+    abandoned = [n for n in sorted(unfinished) if _snapshot_us(n) < min(keep.time_us, now_us - UNFINISHED_GRACE_US)]
+    return PrunePlan(keep.name, abandoned + [b.name for b in ordered[:keep_index]], drop_segments)
+
+
+def _snapshot_us(name: str) -> int:
+    """The snapshot time in a base backup's name (``fmt.base_name``); unreadable: never old enough."""
+    try:
+        return int(name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 2**63
 
 
 @dataclass
@@ -144,7 +162,7 @@ def prune(
     repo.require_info()
     now = now_us if now_us is not None else int(time.time() * 1e6)
     if dry_run:
-        plan = plan_prune(repo.base_backups(), repo.segments(), policy, now)
+        plan = plan_prune(repo.base_backups(), repo.segments(), policy, now, _unfinished(repo))
         return _result(repo, policy, plan, True, False, started)
     with repo.storage.lock(LOCK_NAME, f"prune {socket.gethostname()}:{os.getpid()}"):
         unfinished = _stored_plan(repo)
@@ -154,7 +172,7 @@ def prune(
                 f"{len(unfinished.segments)} segment(s)"
             )
             _execute(repo, unfinished, progress)
-        plan = plan_prune(repo.base_backups(), repo.segments(), policy, now)
+        plan = plan_prune(repo.base_backups(), repo.segments(), policy, now, _unfinished(repo))
         if not plan.empty:
             repo.storage.put(PLAN_KEY, seal_json({"keep_from": plan.keep_from, "bases": plan.bases,
                                                   "segments": plan.segments, "created_us": now}))
@@ -171,6 +189,12 @@ def _result(
         repo.url, policy.describe(), dry_run, plan.keep_from, plan.bases, len(plan.segments), resumed,
         round(time.monotonic() - started, 3),
     )
+
+
+def _unfinished(repo: Repository) -> list[str]:
+    keys = repo.storage.list(fmt.BASE_PREFIX)
+    names = {k.split("/")[1] for k in keys if k.count("/") >= 2}
+    return sorted(n for n in names if f"{fmt.BASE_PREFIX}{n}/base.json" not in keys)
 
 
 def _stored_plan(repo: Repository) -> PrunePlan | None:
