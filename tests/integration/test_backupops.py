@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -293,3 +296,58 @@ def test_repo_verify_and_info(
         storage.put(key, value)
     code, out, err = run_cli(capsys, "repo", "verify", url, *extra)
     assert code == 0, out + err
+
+
+def test_long_run_with_sigkills_keeps_exactly_the_window(pg: PgServer, db: str, tmp_path: Path) -> None:
+    """The archiver (command line) with --base-every 2s --recovery-window 6s under a continuous
+    workload, SIGKILLed twice; afterwards every time inside the kept window restores to the
+    recorded state, and nothing older than the window needs is left."""
+    repo_dir = tmp_path / "repo"
+    with pg.connect(db) as conn:
+        conn.execute(SCHEMA.encode())
+    argv = [
+        sys.executable, "-m", "ybrewind.cli", "archive", "start", "-q", pg.url(db), str(repo_dir),
+        "--slot", f"s_{db}", "--segment-age", "0.3", "-j", "1",
+        "--base-every", "2s", "--recovery-window", "6s",
+    ]  # fmt: skip
+    repo = Repository.open(str(repo_dir))
+    rnd = random.Random(7)
+    oracle: list[tuple[int, Oracle]] = []
+    proc = subprocess.Popen(argv)
+    try:
+        wait_until_started(repo)
+        started = time.monotonic()
+        kills = [4.0, 9.0]
+        with pg.connect(db) as conn:
+            i = 0
+            while time.monotonic() - started < 15:
+                if kills and time.monotonic() - started > kills[0]:
+                    kills.pop(0)
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    proc = subprocess.Popen(argv)
+                with conn.transaction():
+                    xid = conn.execute("SELECT txid_current()").fetchone()[0]
+                    workload_step(conn, rnd, i if i < 25 or i > 50 else 60)  # no DDL mid-run
+                oracle.append((commit_us(conn, xid), snapshot(conn)))
+                i += 1
+                time.sleep(0.03)
+            wait_for_commit(repo, last_commit_us(conn))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    _drop_slot(pg, db)
+    status = repo.status() or {}
+    assert status.get("retention") == {"keep_bases": None, "recovery_window_us": 6_000_000}
+    # A final prune with the archiver's own policy, at a known time.
+    now = int(time.time() * 1e6)
+    prune(repo, RetentionPolicy.from_dict(status["retention"]), now_us=now)
+    bases = repo.base_backups()
+    edge = now - 6_000_000
+    assert bases[0].time_us <= edge < (bases[1].time_us if len(bases) > 1 else now), [b.name for b in bases]
+    segments = repo.segments()
+    assert all(s.last_lsn >= bases[0].lsn for s in segments[:-1])
+    kept = [(t, o) for t, o in oracle if t >= edge]
+    assert len(kept) >= 10
+    for n in (0, len(kept) // 3, 2 * len(kept) // 3, len(kept) - 1):
+        _restore_matches(pg, repo, kept[n][0], kept[n][1])
