@@ -156,7 +156,8 @@ class ArchiveOptions:
     publication: str = "ybrewind"
     segment_bytes: int = 16 << 20
     segment_seconds: float = 60.0
-    heartbeat_seconds: float = 10.0
+    # Idle: how often a WAL message of ours moves the slot, and the confirmed-complete time, forward.
+    heartbeat_seconds: float = 3.0
     status_seconds: float = 5.0
     replica_identity_full: bool = False
     base_jobs: int = 2
@@ -307,6 +308,7 @@ class Archiver:
         # a stream position sent at that time with nothing open or pending before it.
         self.complete_us: int | None = None
         self.idle_candidate_us: int | None = None
+        self.confirm_now = False
 
     # -- setup --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ArchiveResult:
@@ -512,9 +514,9 @@ class Archiver:
                     except psycopg.Error:
                         heartbeats = False  # not available (YugabyteDB): keepalives alone advance the slot
                     last_data = now
-                if now - last_status >= self.opt.status_seconds:
+                if now - last_status >= self.opt.status_seconds or self.confirm_now:
                     self._confirm_idle(repl)
-                    last_status = now
+                    last_status, self.confirm_now = now, False
                 self._base_schedule(info)
             self._flush_segment(repl)
             self._confirm_idle(repl)
@@ -550,6 +552,7 @@ class Archiver:
         elif isinstance(m, po.LogicalMessage):
             if not m.transactional and self.open is None and not self.pending:
                 self._idle_at(msg.end_lsn, msg.send_us)
+                self.confirm_now = True  # a heartbeat: confirm it at once, so an idle archive stays current
         elif self.open is not None:
             change = self._change(m)
             if change is not None:
@@ -679,6 +682,9 @@ class Archiver:
         self.base_thread = None
         error = self.base_outcome.pop("error", None)
         base: fmt.BaseBackupInfo | None = self.base_outcome.pop("base", None)
+        prune_error = self.base_outcome.pop("prune_error", None)
+        if prune_error is not None:
+            self._warn(f"pruning after the scheduled base backup failed (tried again after the next): {prune_error}")
         if error is not None or base is None:
             self.last_base_error = str(error)
             retry_s = min(self.opt.base_every_seconds or BASE_RETRY_SECONDS, BASE_RETRY_SECONDS)
@@ -690,14 +696,20 @@ class Archiver:
             self._plan_next_base(now_us)
 
     def _scheduled_base(self, slot: str) -> None:
+        """The base backup thread: take it, then prune by the retention policy. Failures are handed
+        to the streaming thread, which reports them and goes on archiving."""
         try:
             self.base_outcome["base"] = temporary_slot_base(self.source, self.repo, self.opt, self.progress, slot)
-            if self.opt.retention.active:
+        except BaseException as e:
+            self.base_outcome["error"] = e
+            return
+        if self.opt.retention.active:
+            try:
                 pruned = prune(self.repo, self.opt.retention, progress=self.progress)
                 if pruned.bases or pruned.segments:
                     self.progress.log(pruned.describe().splitlines()[0])
-        except BaseException as e:  # reported by the streaming thread, which decides what follows
-            self.base_outcome["error"] = e
+            except BaseException as e:  # the base backup stands; the next one prunes again
+                self.base_outcome["prune_error"] = e
 
     def _finish_base(self) -> None:
         """On stop, let a scheduled base backup in progress finish (it is consistent on its own)."""
