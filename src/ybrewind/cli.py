@@ -577,6 +577,13 @@ def repo_group() -> None:
     """Look after a change-log repository: prune, info, verify."""
 
 
+def _require_ysql_repository(repository: Any, command: str) -> None:
+    from ybrewind.ycql.capture import repository_api
+
+    if repository_api(repository) == "ycql":
+        raise UsageError(f"repo {command} supports YSQL repositories; {repository.url} is a YCQL one (see archive status)")
+
+
 @repo_group.command("prune")
 @click.argument("repo")
 @click.option("--dry-run", is_flag=True, help="Only say what would be dropped.")
@@ -602,7 +609,7 @@ def repo_prune(
     from ybrewind.archive.retention import RetentionPolicy, prune
 
     repository = _repository(repo, endpoint_url, region, profile)
-    _require_api(repository, "ysql")
+    _require_ysql_repository(repository, "prune")
     policy = _retention(keep_bases, recovery_window)
     if not policy.active:
         policy = RetentionPolicy.from_dict((repository.status() or {}).get("retention"))
@@ -624,7 +631,7 @@ def repo_info(
     from ybrewind.archive.inventory import repository_inventory
 
     repository = _repository(repo, endpoint_url, region, profile)
-    _require_api(repository, "ysql")
+    _require_ysql_repository(repository, "info")
     inventory = repository_inventory(repository)
     _report(as_json, quiet, inventory, inventory.describe())
 
@@ -640,7 +647,7 @@ def repo_verify(
     from ybrewind.archive.verify import verify_repository
 
     repository = _repository(repo, endpoint_url, region, profile)
-    _require_api(repository, "ysql")
+    _require_ysql_repository(repository, "verify")
     result = verify_repository(repository)
     _report(as_json, quiet, {**dataclasses.asdict(result), "ok": result.ok}, result.describe())
     if not result.ok:

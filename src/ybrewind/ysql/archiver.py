@@ -474,6 +474,8 @@ class Archiver:
                 "someone else; the changes in between are missing. Start a new repository."
             )
         self.flushed = confirmed
+        complete = status.get("complete_us")
+        self.complete_us = complete if isinstance(complete, int) else None  # still true: the archive only grows
         return confirmed
 
     # -- streaming -------------------------------------------------------------------------------------
