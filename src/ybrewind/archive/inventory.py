@@ -16,6 +16,15 @@ from ybrewind.archive.retention import PLAN_KEY, RetentionPolicy
 from ybrewind.archive.status import repository_status
 
 
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def _iso(us: int | None) -> str | None:
     return pitr.to_iso(us) if us else None
 
@@ -42,19 +51,18 @@ class RepositoryInventory:
     prune_unfinished: bool = False
 
     def describe(self) -> str:
-        mib = 1 << 20
         lines = [
             f"repository    {self.repository} ({self.database or 'not initialized'}"
             + (f", from {self.source}" if self.source else "")
             + ")",
-            f"size          {self.total_bytes / mib:.1f} MiB ({len(self.base_backups)} base backups, "
-            f"{self.segments} segments of {self.segment_bytes / mib:.1f} MiB, {self.transactions} transactions)",
+            f"size          {_size(self.total_bytes)} ({len(self.base_backups)} base backups, "
+            f"{self.segments} segments of {_size(self.segment_bytes)}, {self.transactions} transactions)",
         ]
         lines += [f"restorable    {w['from']} .. {w['to']}" for w in self.windows] or ["restorable    nothing yet"]
         if self.complete_until:
             lines.append(f"complete to   {self.complete_until} (confirmed by the archiver)")
         for b in self.base_backups:
-            lines.append(f"base backup   {b['time']}  {b['name']}  {b['bytes'] / mib:.1f} MiB, {b['rows']} rows")
+            lines.append(f"base backup   {b['time']}  {b['name']}  {_size(b['bytes'])}, {b['rows']} rows")
         lines += [f"unfinished    {name} (a base backup in progress or abandoned)" for name in self.unfinished_base_backups]
         lines.append(f"retention     {self.retention.get('policy', 'keep everything')}")
         if self.schedule.get("base_every_seconds"):

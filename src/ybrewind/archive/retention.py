@@ -75,8 +75,16 @@ class RetentionPolicy:
         if self.keep_bases is not None:
             parts.append(f"keep the newest {self.keep_bases} base backup(s)")
         if self.recovery_window_us is not None:
-            parts.append(f"recovery window {self.recovery_window_us / 86_400_000_000:g} d")
+            parts.append(f"recovery window {_duration(self.recovery_window_us)}")
         return " and ".join(parts) or "keep everything"
+
+
+def _duration(us: int) -> str:
+    """``7d``, ``36h``, ``90m``, ``6s``: the largest unit that divides it (else seconds)."""
+    for unit, size in (("w", 604_800_000_000), ("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000)):
+        if us % size == 0:
+            return f"{us // size}{unit}"
+    return f"{us / 1e6:g}s"
 
 
 @dataclass
