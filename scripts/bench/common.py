@@ -46,12 +46,18 @@ def pgbench_database(bindir: Path, env: dict[str, str], dbname: str, url: str, s
 
 
 def start_archiver(
-    ybrewind: str, source: str, repo_dir: Path, segment_age: float, env: dict[str, str], log_path: Path
+    ybrewind: str,
+    source: str,
+    repo_dir: Path,
+    segment_age: float,
+    env: dict[str, str],
+    log_path: Path,
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], Repository]:
     """``ybrewind archive start`` as a child process, returned once its first base backup is stored."""
     with open(log_path, "wb") as out:
         archiver = subprocess.Popen(
-            [ybrewind, "archive", "start", "-q", source, str(repo_dir), "--segment-age", str(segment_age)],
+            [ybrewind, "archive", "start", "-q", source, str(repo_dir), "--segment-age", str(segment_age), *extra],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ import psycopg
 from ybrewind import __version__, sandbox
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint, YcqlEndpoint, is_ycql_url
-from ybrewind.errors import UsageError, YbrewindError
+from ybrewind.errors import DumpIntegrityError, UsageError, YbrewindError
 from ybrewind.progress import Progress, TerminalProgress
 from ybrewind.ysql import compare as ysql_compare
 from ybrewind.ysql import dump as ysql_dump
@@ -403,6 +403,20 @@ def check_command(
         sys.exit(1)
 
 
+def retention_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--recovery-window", help="Keep every restore point of this last period (e.g. 7d, 36h).")(f)
+    f = click.option("--keep-bases", type=int, help="Keep the newest N base backups (and what they need).")(f)
+    return f
+
+
+def _retention(keep_bases: int | None, recovery_window: str | None) -> Any:
+    from ybrewind.archive.retention import RetentionPolicy
+    from ybrewind.archive.schedule import parse_duration
+
+    window = parse_duration(recovery_window, "--recovery-window") if recovery_window else None
+    return RetentionPolicy(keep_bases, int(window * 1e6) if window else None)
+
+
 @cli.group("archive")
 def archive_group() -> None:
     """Continuous archiving of every committed change (the change log)."""
@@ -419,6 +433,9 @@ def archive_group() -> None:
 @click.option("-j", "--jobs", type=int, default=2, show_default=True, help="Workers for the first base backup.")
 @click.option("--scan-interval", help="ycql:// sources: time between scans (e.g. 30s, 5m, 1h; default 5m).")
 @click.option("--max-scans", type=int, help="ycql:// sources: stop after this many scans.")
+@click.option("--base-every", help="Take a new base backup this often (e.g. 24h, 6h, 30m), beside the stream.")
+@click.option("--base-at", help="With --base-every: anchor the schedule at this time of day, HH:MM UTC.")
+@retention_options
 @repo_options
 @common_options
 def archive_start(
@@ -432,6 +449,10 @@ def archive_start(
     jobs: int,
     scan_interval: str | None,
     max_scans: int | None,
+    base_every: str | None,
+    base_at: str | None,
+    keep_bases: int | None,
+    recovery_window: str | None,
     endpoint_url: str | None,
     region: str | None,
     profile: str | None,
@@ -442,10 +463,13 @@ def archive_start(
 
     The first start takes a base backup; later starts resume from the slot. SIGINT/SIGTERM stop
     cleanly, storing what is held. A ycql://host/KEYSPACE source is scanned every --scan-interval.
+    --base-every takes further base backups on schedule; --keep-bases / --recovery-window then
+    prune what no restore inside the kept window needs.
     """
     import signal
     import threading
 
+    from ybrewind.archive.schedule import parse_clock, parse_duration
     from ybrewind.ysql.archiver import ArchiveOptions, Archiver
 
     stop = threading.Event()
@@ -468,6 +492,11 @@ def archive_start(
         return
     if scan_interval is not None or max_scans is not None:
         raise UsageError("--scan-interval and --max-scans are for ycql:// sources")
+    if base_at is not None and base_every is None:
+        raise UsageError("--base-at needs --base-every")
+    retention = _retention(keep_bases, recovery_window)
+    if retention.active and base_every is None:
+        raise UsageError("--keep-bases and --recovery-window prune after each scheduled base backup: add --base-every")
     _require_api(_repository(repo, endpoint_url, region, profile), "ysql")
     options = ArchiveOptions(
         slot=slot,
@@ -476,6 +505,9 @@ def archive_start(
         segment_seconds=segment_age,
         replica_identity_full=replica_identity_full,
         base_jobs=jobs,
+        base_every_seconds=parse_duration(base_every, "--base-every") if base_every else None,
+        base_at_us=parse_clock(base_at) if base_at else None,
+        retention=retention,
     )
     progress = Progress() if quiet else TerminalProgress()
     if not quiet:
@@ -544,6 +576,88 @@ def archive_drop(
         )
     dropped = drop(endpoint, repository)
     _emit(as_json, quiet, {"dropped": dropped}, "dropped: " + (", ".join(dropped) or "nothing"))
+
+
+@cli.group("repo")
+def repo_group() -> None:
+    """Look after a change-log repository: prune, info, verify."""
+
+
+def _require_ysql_repository(repository: Any, command: str) -> None:
+    from ybrewind.ycql.capture import repository_api
+
+    if repository_api(repository) == "ycql":
+        raise UsageError(f"repo {command} supports YSQL repositories; {repository.url} is a YCQL one (see archive status)")
+
+
+@repo_group.command("prune")
+@click.argument("repo")
+@click.option("--dry-run", is_flag=True, help="Only say what would be dropped.")
+@retention_options
+@repo_options
+@common_options
+def repo_prune(
+    repo: str,
+    dry_run: bool,
+    keep_bases: int | None,
+    recovery_window: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Drop base backups and segments no restore inside the kept window needs.
+
+    The policy is --keep-bases / --recovery-window, or else the archiver's (from its status).
+    Safe while the archiver runs; a prune killed midway is finished by the next one.
+    """
+    from ybrewind.archive.retention import RetentionPolicy, prune
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_ysql_repository(repository, "prune")
+    policy = _retention(keep_bases, recovery_window)
+    if not policy.active:
+        policy = RetentionPolicy.from_dict((repository.status() or {}).get("retention"))
+    if not policy.active:
+        raise UsageError(f"{repository.url} has no retention policy: pass --keep-bases N and/or --recovery-window D")
+    with _progress(quiet) as progress:
+        result = prune(repository, policy, dry_run=dry_run, progress=progress)
+    _report(as_json, quiet, result, result.describe())
+
+
+@repo_group.command("info")
+@click.argument("repo")
+@repo_options
+@common_options
+def repo_info(
+    repo: str, endpoint_url: str | None, region: str | None, profile: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Base backups, segments, restorable windows, sizes, retention policy, the archiver's health."""
+    from ybrewind.archive.inventory import repository_inventory
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_ysql_repository(repository, "info")
+    inventory = repository_inventory(repository)
+    _report(as_json, quiet, inventory, inventory.describe())
+
+
+@repo_group.command("verify")
+@click.argument("repo")
+@repo_options
+@common_options
+def repo_verify(
+    repo: str, endpoint_url: str | None, region: str | None, profile: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Check every object's checksum and the segment chain; name whatever is damaged or missing (exit 5)."""
+    from ybrewind.archive.verify import verify_repository
+
+    repository = _repository(repo, endpoint_url, region, profile)
+    _require_ysql_repository(repository, "verify")
+    result = verify_repository(repository)
+    _report(as_json, quiet, {**dataclasses.asdict(result), "ok": result.ok}, result.describe())
+    if not result.ok:
+        raise DumpIntegrityError(f"{repository.url}: {len(result.problems)} problem(s): {result.problems[0]}")
 
 
 @cli.command("backup")
@@ -632,8 +746,8 @@ def restore_command(
     if target is not None and is_ycql_url(target):
         _require_api(repository, "ycql")
     if list_only:
-        bases, segments = repository.base_backups(), repository.segments()
-        windows = pitr.restorable_windows(bases, segments)
+        complete_us, bases, segments = repository.restore_listing()
+        windows = pitr.restorable_windows(bases, segments, complete_us)
         summary = {
             "windows": [{"from": pitr.to_iso(w.start_us), "to": pitr.to_iso(w.end_us)} for w in windows],
             "base_backups": [{"name": b.name, "time": pitr.to_iso(b.time_us), "lsn": f"{b.lsn:X}"} for b in bases],

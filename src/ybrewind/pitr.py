@@ -3,7 +3,8 @@
 Restore semantics (as PostgreSQL's recovery_target_time): transactions are replayed in commit
 (LSN) order; replay stops before the first transaction whose commit time is later than the target,
 so the result is a state the source really had. The restorable window runs from the oldest base
-backup's snapshot time to the newest archived commit.
+backup's snapshot time to the newest archived commit, or later, to the time up to which the
+archiver confirmed the archive complete (an idle source commits nothing, yet time passes).
 """
 
 from __future__ import annotations
@@ -106,8 +107,14 @@ class RestorePlan:
         return True
 
 
-def restorable_windows(bases: list[BaseBackupInfo], segments: list[SegmentInfo]) -> list[Window]:
-    """The time ranges a restore can reach; several when a base backup starts after a gap."""
+def restorable_windows(
+    bases: list[BaseBackupInfo], segments: list[SegmentInfo], complete_us: int | None = None
+) -> list[Window]:
+    """The time ranges a restore can reach; several when a base backup starts after a gap.
+
+    ``complete_us``: every commit up to then is archived (the archiver's status, read before the
+    listing); it extends the newest window.
+    """
     if not bases:
         return []
     windows: list[Window] = []
@@ -118,6 +125,8 @@ def restorable_windows(bases: list[BaseBackupInfo], segments: list[SegmentInfo])
             windows[-1] = Window(windows[-1].start_us, max(windows[-1].end_us, reach))
         else:
             windows.append(Window(base.time_us, reach))
+    if complete_us is not None and complete_us > windows[-1].end_us:
+        windows[-1] = Window(windows[-1].start_us, complete_us)
     return windows
 
 
@@ -127,9 +136,10 @@ def plan(
     *,
     target_us: int | None = None,
     target_lsn: int | None = None,
+    complete_us: int | None = None,
 ) -> RestorePlan:
     """Pick the newest base backup at or before the target, and the segments after it."""
-    windows = restorable_windows(bases, segments)
+    windows = restorable_windows(bases, segments, complete_us)
     if not windows:
         raise UsageError("the repository has no complete base backup yet: nothing can be restored")
     describe = ", ".join(w.describe() for w in windows)

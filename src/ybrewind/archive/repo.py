@@ -149,6 +149,15 @@ class Repository:
                 self.storage.get_file(f"{fmt.BASE_PREFIX}{info.name}/{rel}", target)
             yield root
 
+    def restore_listing(self) -> tuple[int | None, list[fmt.BaseBackupInfo], list[fmt.SegmentInfo]]:
+        """(time up to which the archiver confirmed the archive complete, base backups, segments).
+
+        The status is read first: it claims completeness only for segments stored before it was
+        written, which a listing made after it includes.
+        """
+        complete = (self.status() or {}).get("complete_us")
+        return (complete if isinstance(complete, int) else None), self.base_backups(), self.segments()
+
     # -- archiver status -----------------------------------------------------------------------------
     def write_status(self, status: dict[str, Any]) -> None:
         """Store the archiver's status, with the newest segment's LSN (so a lost tail is seen)."""
@@ -188,6 +197,18 @@ class Repository:
         if status is None and listed:
             # The archiver writes its status before its first segment and never deletes it.
             raise DumpIntegrityError(f"{self.url}/{fmt.STATUS_KEY} is missing, but the repository holds segments")
+        self.check_newest_segment(status, listed)
+        self.verify_base(base)
+        previous: int | None = None
+        for info in sorted(segments):
+            data = self._segment_bytes(info)
+            header = fmt.segment_header(data, info, f"{self.url}/{info.key}")
+            self.check_link(header, info, base, previous)
+            previous = info.last_lsn
+            self._stage(info.key, data)
+
+    def check_newest_segment(self, status: dict[str, Any] | None, listed: list[fmt.SegmentInfo]) -> None:
+        """The newest segment the archiver's status names is listed (else the tail was lost)."""
         newest = status.get("last_segment_lsn") if status else None
         if newest is not None and not any(s.last_lsn == newest for s in listed):
             have = f"LSN {listed[-1].last_lsn:X}" if listed else "no segment"
@@ -195,18 +216,16 @@ class Repository:
                 f"{self.url}: segment {_missing_key(newest)} is missing: the archiver stored it, the newest "
                 f"listed ends at {have}"
             )
-        self._verify_base(base)
-        previous: int | None = None
-        for info in sorted(segments):
-            name = f"{self.url}/{info.key}"
-            data = self._segment_bytes(info)
-            header = fmt.segment_header(data, info, name)
-            prev = header.get("prev_last_lsn")
-            # The first segment needed: any segment before it holds only what the base has.
-            if prev is not None and (prev >= base.lsn if previous is None else prev != previous):
-                raise DumpIntegrityError(f"{self.url}: segment {_missing_key(prev)}, before {info.key}, is missing")
-            previous = info.last_lsn
-            self._stage(info.key, data)
+
+    def check_link(
+        self, header: dict[str, Any], info: fmt.SegmentInfo, base: fmt.BaseBackupInfo, previous: int | None
+    ) -> None:
+        """``info`` follows ``previous`` (the last LSN of the segment before it), or, as the first segment
+        a restore from ``base`` reads, follows one that ends before the base's consistent point: any
+        segment before it holds only what the base has (and may have been pruned)."""
+        prev = header.get("prev_last_lsn")
+        if prev is not None and (prev >= base.lsn if previous is None else prev != previous):
+            raise DumpIntegrityError(f"{self.url}: segment {_missing_key(prev)}, before {info.key}, is missing")
 
     def check_scan_chain(self, segments: list[fmt.SegmentInfo]) -> None:
         """YCQL scan repositories: scans are numbered 0, 1, 2... with none missing, the newest too.
@@ -237,7 +256,8 @@ class Repository:
             f.write(data)
         self._staged[key] = path
 
-    def _verify_base(self, base: fmt.BaseBackupInfo) -> None:
+    def verify_base(self, base: fmt.BaseBackupInfo) -> None:
+        """Every file of the base backup against its manifest (S3: staged locally, see drop_staging)."""
         where = f"{self.url}/{fmt.BASE_PREFIX}{base.name}"
         local = getattr(self.storage, "local_path", None)
         if callable(local):

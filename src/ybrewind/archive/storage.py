@@ -270,9 +270,13 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
 
-    @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """All keys starting with ``prefix`` (recursively), sorted, relative to the repository root."""
+        return sorted(self.list_sizes(prefix))
+
+    @abc.abstractmethod
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        """``list``, with each object's size in bytes (one listing, no object is read)."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -430,15 +434,15 @@ class LocalStorage(Storage):
         """Where ``key`` (an object, or a prefix of objects) lives on disk, for zero-copy reads."""
         return self._path(key.rstrip("/"))
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
         _check_prefix(prefix)
         directory, _, partial = prefix.rpartition("/")
         base = self.root.joinpath(*directory.split("/")) if directory else self.root
-        keys: list[str] = []
+        keys: dict[str, int] = {}
         self._walk(base, f"{directory}/" if directory else "", partial, keys)
-        return sorted(keys)
+        return keys
 
-    def _walk(self, directory: Path, key_prefix: str, partial: str, keys: list[str]) -> None:
+    def _walk(self, directory: Path, key_prefix: str, partial: str, keys: dict[str, int]) -> None:
         """Collect keys under ``directory`` whose first component starts with ``partial``."""
         try:
             entries = list(os.scandir(directory))
@@ -453,7 +457,10 @@ class LocalStorage(Storage):
             if entry.is_dir(follow_symlinks=False):
                 self._walk(Path(entry.path), f"{key_prefix}{entry.name}/", "", keys)
             elif entry.is_file():
-                keys.append(key_prefix + entry.name)
+                try:
+                    keys[key_prefix + entry.name] = entry.stat().st_size
+                except FileNotFoundError:
+                    continue  # deleted meanwhile (a prune)
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -876,9 +883,9 @@ class S3Storage(Storage):
         contents = response.get("Contents") or []
         return bool(contents) and contents[0]["Key"] == full
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
         _check_prefix(prefix)
-        keys: list[str] = []
+        keys: dict[str, int] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         with self._translated(prefix):
             for page in paginator.paginate(
@@ -887,8 +894,8 @@ class S3Storage(Storage):
                 for item in page.get("Contents") or []:
                     key = item["Key"][len(self._root) :]
                     if key and not key.endswith("/"):  # skip "folder" marker objects
-                        keys.append(key)
-        return sorted(keys)
+                        keys[key] = int(item.get("Size", 0))
+        return keys
 
     def delete(self, key: str) -> None:
         full = self._full(key)

@@ -28,6 +28,8 @@ from psycopg import sql
 
 from ybrewind.archive import format as fmt
 from ybrewind.archive.repo import Repository
+from ybrewind.archive.retention import RetentionPolicy, prune
+from ybrewind.archive.schedule import next_base_due
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, UsageError
 from ybrewind.progress import Progress
@@ -154,6 +156,10 @@ END $$;
 # primary key (below) the key locates the row. FULL is not used on YB: its before image is all NULL
 # for rows written earlier in the same transaction (same test), so it cannot locate a row.
 YB_SUPPORTED_IDENTITY = "d"
+# See Archiver._idle_at: how far before the server's send time the archive is known complete.
+COMPLETE_MARGIN_US = 1_000_000
+# A failed scheduled base backup is tried again this soon (or at the next --base-every if sooner).
+BASE_RETRY_SECONDS = 300.0
 YB_IDENTITY_NAMES = {"c": "CHANGE", "d": "DEFAULT", "f": "FULL", "n": "NOTHING", "i": "INDEX"}
 
 
@@ -203,11 +209,15 @@ class ArchiveOptions:
     publication: str = "ybrewind"
     segment_bytes: int = 16 << 20
     segment_seconds: float = 60.0
-    heartbeat_seconds: float = 10.0
+    # Idle: how often a WAL message of ours moves the slot, and the confirmed-complete time, forward.
+    heartbeat_seconds: float = 3.0
     status_seconds: float = 5.0
     replica_identity_full: bool = False
     base_jobs: int = 2
     base_compress: bool = True
+    base_every_seconds: float | None = None  # scheduled base backups (--base-every)
+    base_at_us: int | None = None  # ...anchored at this time of day, µs after midnight UTC (--base-at)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # pruned after each scheduled base
 
 
 @dataclass
@@ -220,6 +230,7 @@ class ArchiveResult:
     last_commit: str | None = None
     seconds: float = 0.0
     base_backup: str | None = None
+    scheduled_bases: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -341,6 +352,17 @@ class Archiver:
         self.yugabyte = False
         self.base_done_us = 0  # when the first base backup was stored (RepositoryInfo.created_at)
         self.truncate_capture_due = False  # YugabyteDB: a table was created, give it the TRUNCATE trigger
+        # Scheduled base backups (--base-every): one at a time, in a thread beside the stream.
+        self.base_thread: threading.Thread | None = None
+        self.base_outcome: dict[str, Any] = {}
+        self.next_base_us: int | None = None
+        self.last_base_us: int | None = None
+        self.last_base_error: str | None = None
+        # Every commit up to this time (the server's clock) is archived: the archiver confirmed
+        # a stream position sent at that time with nothing open or pending before it.
+        self.complete_us: int | None = None
+        self.idle_candidate_us: int | None = None
+        self.confirm_now = False
 
     # -- setup --------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> ArchiveResult:
@@ -403,7 +425,7 @@ class Archiver:
             )
             self.result.base_backup = take_base_backup(
                 self.source, self.repo, slot.snapshot, lsn, self.opt, self.progress, slot.name, time_us
-            )
+            ).name
         finally:
             repl.close()  # ends the exported snapshot; the slot stays
         source = identity | {"endpoint": self.source.display()}
@@ -511,6 +533,8 @@ class Archiver:
                 "someone else; the changes in between are missing. Start a new repository."
             )
         self.flushed = confirmed
+        complete = status.get("complete_us")
+        self.complete_us = complete if isinstance(complete, int) else None  # still true: the archive only grows
         return confirmed
 
     # -- streaming -------------------------------------------------------------------------------------
@@ -524,6 +548,7 @@ class Archiver:
             self.base_done_us = int(datetime.fromisoformat(info.created_at).timestamp() * 1e6)
             if info.ddl_capture.endswith("truncate-trigger"):
                 self._capture_new_tables()  # tables created while no archiver ran
+            self._init_schedule(info)
             repl.start(info.slot, start_lsn, info.publication, conn.info.server_version)
             last_data = last_status = time.monotonic()
             heartbeats = True
@@ -540,7 +565,7 @@ class Archiver:
                 elif isinstance(msg, Keepalive):
                     self.received = max(self.received, msg.wal_end)
                     if self.open is None and not self.pending:
-                        self.idle_candidate = max(self.idle_candidate, msg.wal_end)
+                        self._idle_at(msg.wal_end, msg.send_us)
                     if msg.reply_requested:
                         repl.send_status(self.received, self.flushed)
                 if self.pending and (
@@ -554,18 +579,22 @@ class Archiver:
                     except psycopg.Error:
                         heartbeats = False  # not available (YugabyteDB): keepalives alone advance the slot
                     last_data = now
-                if now - last_status >= self.opt.status_seconds:
+                if now - last_status >= self.opt.status_seconds or self.confirm_now:
                     self._confirm_idle(repl)
-                    last_status = now
+                    last_status, self.confirm_now = now, False
+                self._base_schedule(info)
             self._flush_segment(repl)
             self._confirm_idle(repl)
         except psycopg.Error as e:
             raise translate(e, f"archiving {self.source.display()}") from None
         finally:
             try:
-                self._write_status(running=False)
+                self._finish_base()
             finally:
-                repl.close()
+                try:
+                    self._write_status(running=False)
+                finally:
+                    repl.close()
 
     def _handle(self, m: po.Message, msg: XLogData) -> None:
         if isinstance(m, po.Begin):
@@ -587,7 +616,8 @@ class Archiver:
                 self.open.changes.append(["R", m.relid, _relation_record(m)])
         elif isinstance(m, po.LogicalMessage):
             if not m.transactional and self.open is None and not self.pending:
-                self.idle_candidate = max(self.idle_candidate, msg.end_lsn)
+                self._idle_at(msg.end_lsn, msg.send_us)
+                self.confirm_now = True  # a heartbeat: confirm it at once, so an idle archive stays current
         elif self.open is not None:
             change = self._change(m)
             if change is not None:
@@ -682,14 +712,104 @@ class Archiver:
         repl.send_status(self.received, self.flushed)
         self.progress.log(f"segment {info.key.split('/')[-1][:33]}: {info.transactions} transactions")
 
+    def _idle_at(self, lsn: int, send_us: int) -> None:
+        """The server sent ``lsn`` at ``send_us`` (its clock) while nothing was open or pending here."""
+        if lsn >= self.idle_candidate:
+            self.idle_candidate = lsn
+            # Every transaction the server had flushed when it sent this was sent before it. A commit
+            # is stamped just before its WAL record is written and flushed, so one stamped a moment
+            # before the send may still be on its way: the margin covers that.
+            self.idle_candidate_us = send_us - COMPLETE_MARGIN_US if send_us else None
+
     def _confirm_idle(self, repl: ReplicationConnection) -> None:
         """With nothing open or pending, everything up to the last idle position is archived."""
-        if self.open is None and not self.pending and self.idle_candidate > self.flushed:
+        if self.open is None and not self.pending and self.idle_candidate >= self.flushed and self.idle_candidate:
+            advanced = self.idle_candidate > self.flushed
             self.flushed = self.idle_candidate
+            if self.idle_candidate_us is not None:
+                self.complete_us = max(self.complete_us or 0, self.idle_candidate_us)
             self._write_status(running=True)  # before the server hears of it: restarts check against it
-            repl.send_status(self.received, self.flushed)
+            if advanced:
+                repl.send_status(self.received, self.flushed)
         else:
             self._write_status(running=True)
+
+    # -- scheduled base backups -------------------------------------------------------------------------
+    def _init_schedule(self, info: fmt.RepositoryInfo) -> None:
+        if self.opt.base_every_seconds is None:
+            return
+        if self.yugabyte:
+            # A base backup beside the running stream needs a second slot's snapshot at a position
+            # comparable with this slot's LSNs; YugabyteDB has neither temporary slots
+            # (src/postgres/src/backend/replication/walsender.c, issue #19263) nor LSNs shared
+            # across slots (they are per-slot counters, see ``backup``).
+            raise UsageError("--base-every is not supported on YugabyteDB (LSNs are per replication slot)")
+        bases = [b for b in self.repo.base_backups() if b.slot == info.slot]
+        self.last_base_us = max((b.time_us for b in bases), default=None)
+        self._plan_next_base(int(time.time() * 1e6))
+
+    def _plan_next_base(self, now_us: int) -> None:
+        assert self.opt.base_every_seconds is not None
+        self.next_base_us = next_base_due(
+            self.last_base_us, now_us, int(self.opt.base_every_seconds * 1e6), self.opt.base_at_us
+        )
+
+    def _base_schedule(self, info: fmt.RepositoryInfo) -> None:
+        """Collect a finished scheduled base backup; start the next one when it is due."""
+        if self.next_base_us is None:
+            return
+        now_us = int(time.time() * 1e6)
+        if self.base_thread is not None:
+            if not self.base_thread.is_alive():
+                self._collect_base(now_us)
+                self._write_status(running=True)
+        elif now_us >= self.next_base_us:
+            self.base_thread = threading.Thread(
+                target=self._scheduled_base, args=(info.slot,), name="ybrewind-base", daemon=True
+            )
+            self.base_thread.start()
+
+    def _collect_base(self, now_us: int) -> None:
+        self.base_thread = None
+        error = self.base_outcome.pop("error", None)
+        base: fmt.BaseBackupInfo | None = self.base_outcome.pop("base", None)
+        prune_error = self.base_outcome.pop("prune_error", None)
+        if prune_error is not None:
+            self._warn(f"pruning after the scheduled base backup failed (tried again after the next): {prune_error}")
+        if error is not None or base is None:
+            self.last_base_error = str(error)
+            retry_s = min(self.opt.base_every_seconds or BASE_RETRY_SECONDS, BASE_RETRY_SECONDS)
+            self._warn(f"scheduled base backup failed (next try in {retry_s:g} s): {error}")
+            self.next_base_us = now_us + int(retry_s * 1e6)
+        else:
+            self.result.scheduled_bases.append(base.name)
+            self.last_base_us, self.last_base_error = base.time_us, None
+            self._plan_next_base(now_us)
+
+    def _scheduled_base(self, slot: str) -> None:
+        """The base backup thread: take it, then prune by the retention policy. Failures are handed
+        to the streaming thread, which reports them and goes on archiving."""
+        try:
+            self.base_outcome["base"] = temporary_slot_base(self.source, self.repo, self.opt, self.progress, slot)
+        except BaseException as e:
+            self.base_outcome["error"] = e
+            return
+        if self.opt.retention.active:
+            try:
+                pruned = prune(self.repo, self.opt.retention, progress=self.progress)
+                if pruned.bases or pruned.segments:
+                    self.progress.log(pruned.describe().splitlines()[0])
+            except BaseException as e:  # the base backup stands; the next one prunes again
+                self.base_outcome["prune_error"] = e
+
+    def _finish_base(self) -> None:
+        """On stop, let a scheduled base backup in progress finish (it is consistent on its own)."""
+        if self.base_thread is None:
+            return
+        if self.base_thread.is_alive():
+            self.progress.log("waiting for the scheduled base backup in progress to finish")
+            self.base_thread.join()
+        self._collect_base(int(time.time() * 1e6))
 
     def _sample_sequences(self) -> dict[str, Any]:
         rows = self.stats_conn.execute(
@@ -726,6 +846,14 @@ class Archiver:
                 "retained_wal_bytes": retained,
                 "segments_this_run": self.result.segments,
                 "pending_transactions": len(self.pending) + (self.open is not None),
+                "complete_us": self.complete_us,
+                "base_every_seconds": self.opt.base_every_seconds,
+                "base_at_us": self.opt.base_at_us,
+                "last_base_us": self.last_base_us,
+                "scheduled_bases": len(self.result.scheduled_bases),
+                "next_base_us": self.next_base_us,
+                "last_base_error": self.last_base_error,
+                "retention": self.opt.retention.to_dict(),
             }
         )
 
@@ -769,7 +897,7 @@ def take_base_backup(
     progress: Progress,
     slot: str,
     time_us: int | None = None,
-) -> str:
+) -> fmt.BaseBackupInfo:
     """Dump ``source`` in ``snapshot`` and store it as a base backup at ``lsn``. ``time_us``: the
     snapshot's exact time when the server told it (YugabyteDB), else the dump's own reading."""
     with tempfile.TemporaryDirectory(prefix="ybrewind-base-") as tmp:
@@ -785,7 +913,7 @@ def take_base_backup(
             time_us = int(datetime.fromisoformat(result.snapshot["time"]).timestamp() * 1e6)
         info = fmt.BaseBackupInfo(fmt.base_name(lsn, time_us), lsn, time_us, [], result.rows, result.bytes, slot)
         repo.put_base_backup(out, info)
-    return info.name
+    return info
 
 
 def backup(
@@ -803,13 +931,21 @@ def backup(
             )
         Archiver(source, repo, opt)._check_same_source(info, identity)
         check_source(conn, source)  # the temporary slot needs a free one
+    return temporary_slot_base(source, repo, opt, progress or Progress(), info.slot).name
+
+
+def temporary_slot_base(
+    source: PgEndpoint, repo: Repository, opt: ArchiveOptions, progress: Progress, archive_slot: str
+) -> fmt.BaseBackupInfo:
+    """A base backup at an exact position: dumped inside the snapshot a temporary slot exports, at
+    that slot's consistent point. Every transaction committed before that point is in the snapshot,
+    every one at or after it in the archiver's stream (same LSN space on PostgreSQL), so the base
+    meets the change log with no gap and no overlap while the archiver keeps streaming."""
     repl = ReplicationConnection(source)
     try:
-        name = f"ybrewind_backup_{os.getpid()}"
+        name = f"ybrewind_backup_{os.getpid()}_{threading.get_ident() % 100000}"
         slot = repl.create_slot(name, temporary=True)
-        return take_base_backup(
-            source, repo, slot.snapshot, slot.consistent_point, opt, progress or Progress(), info.slot
-        )
+        return take_base_backup(source, repo, slot.snapshot, slot.consistent_point, opt, progress, archive_slot)
     except psycopg.Error as e:
         raise DatabaseError(f"base backup of {source.display()}: {e}") from None
     finally:

@@ -237,7 +237,11 @@ class Snapshot:
         if self.read_time_us is not None:
             return yb_pinned_setup(read_time_us=self.read_time_us)
         begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-        return [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None)]
+        # The coordinator holds ACCESS SHARE on every table, so a worker's lock waits only behind an
+        # ACCESS EXCLUSIVE request (TRUNCATE, ALTER...) queued after it, which waits for the coordinator:
+        # a deadlock the server cannot see. Fail instead, as pg_dump's workers do (LOCK ... NOWAIT).
+        setup = [begin, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name)).as_string(None)]
+        return setup if self.is_yugabyte else [*setup, "SET LOCAL lock_timeout = '1s'"]
 
     def enter(self, conn: psycopg.Connection) -> None:
         """Make ``conn`` (autocommit, idle) read inside the snapshot."""
@@ -491,6 +495,19 @@ class Dumper:
         # Like pg_dump: ACCESS SHARE locks keep tables from being dropped or altered mid-dump.
         for t in model.tables():
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(t.schema or "", t.name)))
+        # TRUNCATE and table rewrites are not MVCC-safe: one committed after the snapshot but before
+        # the lock leaves the snapshot a new, empty file to read. The snapshot still sees the old
+        # pg_class row; the relation cache, refreshed by the lock, has the new file.
+        rewritten = conn.execute(
+            "SELECT oid::regclass::text FROM pg_catalog.pg_class WHERE oid = ANY(%s) "
+            "AND relfilenode <> 0 AND relfilenode <> pg_catalog.pg_relation_filenode(oid)",
+            [[t.key[1] for t in model.tables()]],
+        ).fetchall()
+        if rewritten:
+            raise DatabaseError(
+                f"table {rewritten[0][0]} was truncated or rewritten after the dump's snapshot was taken: "
+                "its rows as of the snapshot cannot be read; dump again"
+            )
 
     def _render(self, model: SchemaModel) -> tuple[DdlWriter, list[str], list[PostDataStatement]]:
         dialect = self.opt.dialect or model.server.dialect

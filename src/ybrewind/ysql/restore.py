@@ -82,8 +82,9 @@ class Restorer:
     def run(self) -> RestoreResult:
         started = time.monotonic()
         info = self.repo.require_info()
+        complete_us, bases, segments = self.repo.restore_listing()
         plan = pitr.plan(
-            self.repo.base_backups(), self.repo.segments(), target_us=self.opt.target_us, target_lsn=self.opt.target_lsn
+            bases, segments, target_us=self.opt.target_us, target_lsn=self.opt.target_lsn, complete_us=complete_us
         )
         self.repo.verify_restore(plan.base, plan.segments)  # before the target is touched
         result = RestoreResult(self.repo.url, self.target.display(), plan.base.name)

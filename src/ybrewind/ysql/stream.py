@@ -29,12 +29,14 @@ class XLogData:
     start_lsn: int
     end_lsn: int
     payload: bytes
+    send_us: int = 0  # the server's clock when it sent this (Unix µs)
 
 
 @dataclass(frozen=True)
 class Keepalive:
     wal_end: int
     reply_requested: bool
+    send_us: int = 0  # the server's clock when it sent this (Unix µs)
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,11 @@ class ReplicationConnection:
             if n > 0:
                 kind = data[0:1]
                 if kind == b"w":
-                    start, end, _ = _XLOGDATA.unpack_from(data, 1)
-                    return XLogData(start, end, bytes(data[25:]))
+                    start, end, sent = _XLOGDATA.unpack_from(data, 1)
+                    return XLogData(start, end, bytes(data[25:]), sent + PG_EPOCH_US)
                 if kind == b"k":
-                    wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)
-                    return Keepalive(wal_end, bool(reply))
+                    wal_end, sent, reply = _KEEPALIVE.unpack_from(data, 1)
+                    return Keepalive(wal_end, bool(reply), sent + PG_EPOCH_US)
                 continue
             if n == -1:
                 result = self.pgconn.get_result()
