@@ -221,6 +221,13 @@ class Applier:
         self._types.clear()
 
 
+def net_effect_exact(keys: list[str], indexes: list[tuple[bool, bool, list[str]]]) -> bool:
+    """Whether a keyed table's net effect may be applied out of the source's order, given its unique
+    and exclusion indexes as (exclusion or expression, deferrable, columns): each must be deferrable
+    (checked at commit) or a plain unique index implied by the key (its columns include the key's)."""
+    return all(deferrable or (not special and set(keys) <= set(columns)) for special, deferrable, columns in indexes)
+
+
 class _Partial:
     """A row image with unchanged-TOAST holes whose values only the target knows."""
 
@@ -375,9 +382,7 @@ class NetBatch:
                     "WHERE i.indrelid = %s::regclass AND (i.indisunique OR i.indisexclusion)",
                     [rel.ident.as_string(self.conn)],
                 ).fetchall()
-                cached = all(
-                    deferrable or (not special and set(rel.keys) <= set(cols)) for special, deferrable, cols in rows
-                )
+                cached = net_effect_exact(rel.keys, [(bool(x), bool(d), list(c)) for x, d, c in rows])
             self._net[relid] = cached
         return cached
 
