@@ -77,6 +77,7 @@ CREATE TABLE nokey (w int, x int, at timestamptz, j json, f float8, iv interval,
 ALTER TABLE nokey REPLICA IDENTITY FULL;
 CREATE TABLE ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, s serial, w int, v text);
 CREATE TABLE bulk (w int, i int, v text, PRIMARY KEY (w, i));
+CREATE TABLE mark (w int, n int, PRIMARY KEY (w, n));
 """
 # The targets' sessions print values otherwise than the source's (America/New_York, ISO...).
 TARGET_SETTINGS = {
@@ -174,11 +175,19 @@ class Oracle:
         if os.geteuid() == 0:
             shutil.chown(self.datadir / "recovery.signal", "postgres", "postgres")
 
-    def state_at(self, target_us: int) -> dict[str, Any]:
+    def state_at(self, target_us: int, exclusive: list[tuple[int, int, int]]) -> dict[str, Any]:
+        """The state at ``target_us``. A paused standby keeps the ACCESS EXCLUSIVE lock of a
+        TRUNCATE/ALTER whose commit it has not replayed, so tables cannot be read between that lock
+        and that commit: for a time in such a window, stop right after the writer's mark instead
+        (the last commit before the lock, and the state of every time up to the TRUNCATE's commit)."""
         if self.running:
             _pg_ctl(self.sb, self.datadir, self.log, "-m", "fast", "stop")
             self.running = False
-        self.target_file.write_text(f"recovery_target_time = '{to_iso(target_us)}'\n")
+        inside = [mark_xid for mark_us, mark_xid, commit_us in exclusive if mark_us <= target_us < commit_us]
+        if inside:
+            self.target_file.write_text(f"recovery_target_xid = '{inside[0]}'\n")
+        else:
+            self.target_file.write_text(f"recovery_target_time = '{to_iso(target_us)}'\n")
         self.target_file.chmod(0o644)
         _pg_ctl(self.sb, self.datadir, self.log, "start")
         self.running = True
@@ -200,6 +209,7 @@ class Oracle:
 def fingerprint(conn: psycopg.Connection) -> dict[str, Any]:
     """Per table of schema public: columns and types, row count, digest of the sorted row digests."""
     conn.execute(NEUTRAL_SESSION)
+    conn.execute("SET lock_timeout = '60s'")  # a table the oracle cannot read is a failure, not a hang
     state: dict[str, Any] = {}
     tables = conn.execute(
         "SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -245,21 +255,26 @@ class Writer(threading.Thread):
         self.w, self.url, self.stop, self.pause, self.ddl = w, url, stop, pause, ddl
         self.rnd = random.Random(seed * 1000 + w)
         self.commits: list[tuple[int, str]] = []  # (commit time in Unix µs, kind)
+        # (mark commit time, mark xid, commit time) of each TRUNCATE/DDL transaction: see Oracle
+        self.exclusive: list[tuple[int, int, int]] = []
         self.error: BaseException | None = None
         self.i = 0  # transactions
         self.seq = 0  # operations: makes this writer's new keys unique
 
     def run(self) -> None:
         try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
+            with (
+                psycopg.connect(self.url, autocommit=True) as conn,
+                psycopg.connect(self.url, autocommit=True) as aside,
+            ):
                 while not self.stop.is_set():
                     self.i += 1
-                    self.transaction(conn)
+                    self.transaction(conn, aside)
                     time.sleep(self.pause * self.rnd.random() * 2)
         except BaseException as e:  # reported by the controller
             self.error = e
 
-    def transaction(self, c: psycopg.Connection) -> None:
+    def transaction(self, c: psycopg.Connection, aside: psycopg.Connection) -> None:
         roll = self.rnd.random()
         exclusive = roll < 0.04
         kinds: list[str] = []
@@ -272,6 +287,7 @@ class Writer(threading.Thread):
                 c.execute("SELECT pg_advisory_xact_lock_shared(1)")
             xid = c.execute("SELECT txid_current()").fetchone()[0]  # type: ignore[index]
             if exclusive:
+                mark = self.mark(aside)
                 if roll < 0.025 or len(self.ddl) >= 8:
                     kinds.append(self.truncate(c))
                 else:
@@ -296,6 +312,20 @@ class Writer(threading.Thread):
             "SELECT (extract(epoch FROM pg_xact_commit_timestamp(%s::text::xid)) * 1000000)::bigint", [xid]
         ).fetchone()
         self.commits.append((int(row[0]), "+".join(kinds)))  # type: ignore[index]
+        if exclusive:
+            self.exclusive.append((mark[0], mark[1], int(row[0])))  # type: ignore[index]
+
+    def mark(self, aside: psycopg.Connection) -> tuple[int, int]:
+        """Commit a small transaction from another session while this writer alone holds the
+        exclusive advisory lock, before its TRUNCATE/ALTER: the last commit before that lock."""
+        with aside.transaction():
+            xid = aside.execute("SELECT txid_current()").fetchone()[0]  # type: ignore[index]
+            aside.execute("INSERT INTO mark VALUES (%s, %s)", [self.w, self.i])
+        row = aside.execute(
+            "SELECT (extract(epoch FROM pg_xact_commit_timestamp(%s::text::xid)) * 1000000)::bigint", [xid]
+        ).fetchone()
+        self.commits.append((int(row[0]), "mark"))  # type: ignore[index]
+        return int(row[0]), int(xid)  # type: ignore[index]
 
     # each operation returns its kind
     def _ids(self, c: psycopg.Connection) -> list[int]:
@@ -543,6 +573,7 @@ def run(config: Config) -> Report:
         archiver.wait(60)
         archiver = None
         commits = sorted(c for w in writers for c in w.commits)
+        exclusive = [x for w in writers for x in w.exclusive]
         report.transactions = len(commits)
         for _, kinds in commits:
             for kind in kinds.split("+"):
@@ -557,11 +588,14 @@ def run(config: Config) -> Report:
             conn.execute("ALTER SYSTEM SET archive_command = 'true'")
             conn.execute("SELECT pg_reload_conf()")
 
-        targets = pick_targets(rnd, commits, first_base, marker_us, config.restores)
+        targets = pick_targets(rnd, commits, exclusive, first_base, marker_us, config.restores)
         kill_at = set(rnd.sample(range(len(targets)), min(config.restore_kills, len(targets))))
         for n, target_us in enumerate(targets):
-            expected = oracle.state_at(target_us)
-            got, killed = restore_at(sb, repo, target_us, rnd, n in kill_at, config.seed * 100000 + n)
+            expected = oracle.state_at(target_us, exclusive)
+            try:
+                got, killed = restore_at(sb, repo, target_us, rnd, n in kill_at, config.seed * 100000 + n)
+            except ChaosFailure as e:
+                raise ChaosFailure(f"seed {config.seed}, sample {n}: {e}") from None
             report.restores += 1
             report.restore_kills += killed
             difference = first_difference(expected, got)
@@ -600,15 +634,21 @@ def _archive_all_wal(sb: sandbox.Sandbox, url: str, wal_dir: Path) -> None:
 
 
 def pick_targets(
-    rnd: random.Random, commits: list[tuple[int, str]], start_us: int, end_us: int, count: int
+    rnd: random.Random,
+    commits: list[tuple[int, str]],
+    exclusive: list[tuple[int, int, int]],
+    start_us: int,
+    end_us: int,
+    count: int,
 ) -> list[int]:
     """Restore times among the recorded commits: exact, within 1 ms before or after, between two
-    commits, just after a TRUNCATE or a DDL. All inside the restorable window, before the marker."""
+    commits, just after a TRUNCATE or a DDL, while one runs. All inside the restorable window, before
+    the marker."""
     times = [t for t, _ in commits if start_us < t < end_us]
     special = [t for t, kinds in commits if start_us < t < end_us and ("truncate" in kinds or "ddl" in kinds)]
     picks: set[int] = set()
     while len(picks) < count and times:
-        style = rnd.randrange(5)
+        style = rnd.randrange(6)
         i = rnd.randrange(len(times))
         t = times[i]
         if style == 0:
@@ -619,8 +659,11 @@ def pick_targets(
             picks.add(t - rnd.randint(1, 999))
         elif style == 3 and i + 1 < len(times):
             picks.add((t + times[i + 1]) // 2)
-        elif special:
+        elif style == 4 and special:
             picks.add(rnd.choice(special) + rnd.randint(0, 500))
+        elif exclusive:
+            mark_us, _, commit_us = rnd.choice(exclusive)
+            picks.add(rnd.randint(mark_us, commit_us - 1))
     return sorted(p for p in picks if start_us <= p < end_us)
 
 
