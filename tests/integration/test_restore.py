@@ -41,7 +41,15 @@ FROM generate_series(1, 50) g;
 Oracle = dict[str, tuple[int, str]]
 
 
+# Row text forms depend on these session settings: the same on both sides of every comparison.
+NEUTRAL_SESSION = (
+    "SET timezone = 'UTC'; SET datestyle = 'ISO, YMD'; SET intervalstyle = 'postgres'; "
+    "SET extra_float_digits = 3; SET bytea_output = 'hex'"
+)
+
+
 def snapshot(conn: psycopg.Connection) -> Oracle:
+    conn.execute(NEUTRAL_SESSION)
     tables = conn.execute(
         "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1, 2"
     ).fetchall()

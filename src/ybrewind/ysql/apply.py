@@ -6,12 +6,25 @@ Two layers:
   rendered once per shape and cached; used for what cannot be batched.
 - ``NetBatch`` accumulates the changes of many source transactions and applies their *net effect*
   per table: for a table with a key, the final image of every touched row (deleted rows removed,
-  others deleted and re-inserted with one COPY); for tables without a key, the changes in order
-  (runs of inserts as one COPY). This is exact because, with ``session_replication_role = replica``
-  (no triggers, no foreign-key checks), a table's final state depends only on its own changes in
-  order, and every intermediate state (a subset of the final rows) satisfies its unique and
-  exclusion constraints. TRUNCATE, DDL and relation shape changes are barriers: the batch is applied
-  before them.
+  rows of batch start rewritten in place or deleted and re-inserted, new rows COPYed); for tables
+  without a key, the changes in order (runs of inserts as one COPY). With
+  ``session_replication_role = replica`` (no triggers, no foreign-key checks) a table's final state
+  depends only on its own changes in order, so tables are independent of each other.
+
+Exactness under constraints. The net effect of a table is applied in an order of its own, so its
+intermediate states are not the source's: that is safe for the key (its operations never hold two
+rows with one key) and for deferrable constraints (the caller defers them, ``begin()``, and each
+target transaction ends on a source commit, where they held), but not for a non-deferrable unique
+index or exclusion constraint on other columns (a unique value moved from one row to another,
+possibly a row whose unchanged TOAST value only the target knows). Such tables, and tables without
+a key, are applied in the source's statement order (one statement per change, pipelined; runs of
+inserts as one COPY): the source passed every immediate check in exactly that order.
+TRUNCATE, DDL and relation shape changes are barriers: the batch is applied before them.
+
+Every UPDATE and DELETE must find its row: a change that matches nothing means the copy already
+differs from the source, which is an error, never a silent success. Rows of tables without a key
+are matched on the text forms of their values, both produced by the target session from values of
+the column's own type, so the session's settings (TimeZone, DateStyle...) cannot make them differ.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from ybrewind.archive import format as fmt
+from ybrewind.errors import DatabaseError
 from ybrewind.ysql import script
 
 DDL_FIRST_WORDS = {"CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY", "REINDEX", "CLUSTER"}
@@ -63,6 +77,7 @@ class Applier:
         self.conn = conn
         self.relations: dict[int, Relation] = {}
         self._queries: dict[tuple[Any, ...], bytes] = {}
+        self._types: dict[int, dict[str, str]] = {}  # target column types of FULL identity tables
 
     def _render(self, key: tuple[Any, ...], build: Any) -> bytes:
         query = self._queries.get(key)
@@ -70,7 +85,9 @@ class Applier:
             query = self._queries[key] = build().as_bytes(self.conn)
         return query
 
-    def apply(self, change: list[Any]) -> None:
+    def apply(self, change: list[Any]) -> psycopg.Cursor[Any] | None:
+        """Send one change; for an UPDATE or DELETE, the cursor whose row count ``check`` verifies
+        (in a pipeline, once the pipeline is synced)."""
         kind = change[0]
         execute = self.conn.execute
         if kind == "I":
@@ -101,14 +118,14 @@ class Applier:
             )
             match = old if old is not None else new
             where_idx = self._where_columns(rel, match)
-            query = self._render(("U", relid, set_idx, where_idx), lambda: self._update(rel, set_idx, where_idx))
-            execute(query, [new[i] for i in set_idx] + [match[i] for i in where_idx])
+            query = self._render(("U", relid, set_idx, where_idx), lambda: self._update(relid, set_idx, where_idx))
+            return execute(query, [new[i] for i in set_idx] + [match[i] for i in where_idx])
         elif kind == "D":
             relid, old = change[1], change[2]
             rel = self.relations[relid]
             where_idx = self._where_columns(rel, old)
-            query = self._render(("D", relid, where_idx), lambda: self._delete(rel, where_idx))
-            execute(query, [old[i] for i in where_idx])
+            query = self._render(("D", relid, where_idx), lambda: self._delete(relid, where_idx))
+            return execute(query, [old[i] for i in where_idx])
         elif kind == "T":
             names = sql.SQL(", ").join(self.relations[r].ident for r in change[1])
             extra = (" RESTART IDENTITY" if change[3] else "") + (" CASCADE" if change[2] else "")
@@ -119,8 +136,38 @@ class Applier:
         elif kind == "R":
             self.relations[change[1]] = Relation.from_record(change[2])
             self._queries = {k: v for k, v in self._queries.items() if k[1] != change[1]}
+            self._types.pop(change[1], None)
         elif kind == "DDL":
             self._ddl(change[2], change[3])
+        return None
+
+    def check(self, cursor: psycopg.Cursor[Any], change: list[Any]) -> None:
+        """An UPDATE or DELETE must have found its row in the target."""
+        if cursor.rowcount != 1:
+            rel = self.relations[change[1]]
+            what = "UPDATE" if change[0] == "U" else "DELETE"
+            raise DatabaseError(
+                f"replaying an {what} of {rel.schema}.{rel.name} matched {cursor.rowcount} rows instead of 1: "
+                "the target does not hold the row the source changed, so it already differs from the source"
+            )
+
+    def apply_checked(self, change: list[Any]) -> None:
+        """Apply one change outside a pipeline and verify it at once."""
+        cursor = self.apply(change)
+        if cursor is not None:
+            self.check(cursor, change)
+
+    def column_types(self, relid: int) -> dict[str, str]:
+        """The target's type of each column of a relation (as ``format_type`` spells it), cached."""
+        types = self._types.get(relid)
+        if types is None:
+            rows = self.conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [self.relations[relid].ident.as_string(self.conn)],
+            ).fetchall()
+            types = self._types[relid] = dict(rows)
+        return types
 
     @staticmethod
     def _where_columns(rel: Relation, values: list[Any]) -> tuple[int, ...]:
@@ -128,22 +175,34 @@ class Applier:
             return tuple(i for i, v in enumerate(values) if v != fmt.UNCHANGED_TOAST)
         return tuple(i for i, c in enumerate(rel.columns) if c in rel.keys)
 
-    def _condition(self, rel: Relation, where_idx: tuple[int, ...]) -> sql.Composable:
-        # FULL identity compares text forms: every type has one, while json has no equality operator.
-        template = sql.SQL("{}::text IS NOT DISTINCT FROM %s::text" if rel.full_identity else "{} = %s")
-        return sql.SQL(" AND ").join(template.format(sql.Identifier(rel.columns[i])) for i in where_idx)
+    def _condition(self, relid: int, where_idx: tuple[int, ...]) -> sql.Composable:
+        rel = self.relations[relid]
+        if not rel.full_identity:
+            return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(rel.columns[i])) for i in where_idx)
+        # FULL identity compares text forms (every type has one, while json has no equality operator),
+        # both printed by this session from a value of the column's type: the archived text is read
+        # as that type first, so the session's TimeZone or DateStyle cannot make equal values differ.
+        types = self.column_types(relid)
+        return sql.SQL(" AND ").join(
+            sql.SQL("{c}::text IS NOT DISTINCT FROM (%s::{t})::text").format(
+                c=sql.Identifier(rel.columns[i]), t=sql.SQL(types[rel.columns[i]])
+            )
+            for i in where_idx
+        )
 
-    def _update(self, rel: Relation, set_idx: tuple[int, ...], where_idx: tuple[int, ...]) -> sql.Composable:
+    def _update(self, relid: int, set_idx: tuple[int, ...], where_idx: tuple[int, ...]) -> sql.Composable:
+        rel = self.relations[relid]
         assignment = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(rel.columns[i])) for i in set_idx)
-        where = self._condition(rel, where_idx)
+        where = self._condition(relid, where_idx)
         if rel.full_identity:  # one row only, even among identical duplicates
             return sql.SQL("UPDATE {t} SET {a} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
                 t=rel.ident, a=assignment, w=where
             )
         return sql.SQL("UPDATE {} SET {} WHERE {}").format(rel.ident, assignment, where)
 
-    def _delete(self, rel: Relation, where_idx: tuple[int, ...]) -> sql.Composable:
-        where = self._condition(rel, where_idx)
+    def _delete(self, relid: int, where_idx: tuple[int, ...]) -> sql.Composable:
+        rel = self.relations[relid]
+        where = self._condition(relid, where_idx)
         if rel.full_identity:
             return sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
                 t=rel.ident, w=where
@@ -161,7 +220,15 @@ class Applier:
                 if words and words[0].upper() in DDL_FIRST_WORDS:
                     self.conn.execute(item.sql.encode())
         self.conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
-        self._queries.clear()  # shapes may have changed
+        self._queries.clear()  # shapes and types may have changed
+        self._types.clear()
+
+
+def net_effect_exact(keys: list[str], indexes: list[tuple[bool, bool, list[str]]]) -> bool:
+    """Whether a keyed table's net effect may be applied out of the source's order, given its unique
+    and exclusion indexes as (exclusion or expression, deferrable, columns): each must be deferrable
+    (checked at commit) or a plain unique index implied by the key (its columns include the key's)."""
+    return all(deferrable or (not special and set(keys) <= set(columns)) for special, deferrable, columns in indexes)
 
 
 class _Partial:
@@ -187,6 +254,12 @@ class NetBatch:
         self.ordered: dict[int, list[list[Any]]] = {}
         self._temp_tables: dict[tuple[int, str], sql.Identifier] = {}
         self._in_place: dict[int, bool] = {}
+        self._net: dict[int, bool] = {}  # per table: may its net effect be applied out of order?
+
+    def begin(self) -> None:
+        """Start of a target transaction: deferrable constraints are checked at its end, where the
+        state is the source's at a commit (see the module docstring)."""
+        self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
 
     @property
     def relations(self) -> dict[int, Relation]:
@@ -199,13 +272,21 @@ class NetBatch:
         kind = change[0]
         if kind not in ("I", "U", "D"):
             self.flush()
-            if kind in ("R", "DDL"):
+            if kind == "R":
+                self._drop_temp_tables()
+                self.applier.apply(change)
+                return
+            # TRUNCATE and ALTER refuse a table with pending deferred checks: run those first (the
+            # state is the source's at this statement boundary, where its immediate checks held)
+            self.conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            if kind == "DDL":
                 self._drop_temp_tables()
             self.applier.apply(change)
+            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
             return
         relid = change[1]
         rel = self.relations[relid]
-        if rel.full_identity:
+        if not self._net_effect_exact(rel, relid):
             self.ordered.setdefault(relid, []).append(change)
             return
         rows = self.keyed.setdefault(relid, {})
@@ -224,7 +305,7 @@ class NetBatch:
         if old is not None:  # the key changed
             if partial:  # the hole's value lives under the old key in the target: apply it alone
                 self.flush()
-                self.applier.apply(change)
+                self.applier.apply_checked(change)
                 return
             old_key = self._key(rel, old)
             if old_key not in rows:
@@ -247,7 +328,7 @@ class NetBatch:
             rows[key] = _Partial(new)
         else:  # an update of a row deleted earlier in the batch cannot happen; keep exact order anyway
             self.flush()
-            self.applier.apply(change)
+            self.applier.apply_checked(change)
 
     def flush(self) -> None:
         for relid, rows in self.keyed.items():
@@ -285,26 +366,68 @@ class NetBatch:
         if fresh:
             self._copy_in(rel, fresh)
         if partials:
-            with self.conn.pipeline():
-                for values in partials:
-                    self.applier.apply(["U", relid, None, values])
+            self._pipelined([["U", relid, None, values] for values in partials])
+
+    def _net_effect_exact(self, rel: Relation, relid: int) -> bool:
+        """Whether the table's net effect may be applied in an order of its own: it has a key, and
+        every unique index or exclusion constraint of the target is deferrable or implied by the
+        key (a plain unique index on columns that include the key's)."""
+        cached = self._net.get(relid)
+        if cached is None:
+            cached = not rel.full_identity
+            if cached:
+                rows = self.conn.execute(
+                    "SELECT i.indisexclusion OR i.indexprs IS NOT NULL, coalesce(c.condeferrable, false), "
+                    "array(SELECT a.attname::text FROM unnest(i.indkey) k JOIN pg_attribute a "
+                    "      ON a.attrelid = i.indrelid AND a.attnum = k) "
+                    "FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
+                    "AND c.conrelid = i.indrelid AND c.contype IN ('p', 'u', 'x') "
+                    "WHERE i.indrelid = %s::regclass AND (i.indisunique OR i.indisexclusion)",
+                    [rel.ident.as_string(self.conn)],
+                ).fetchall()
+                cached = net_effect_exact(rel.keys, [(bool(x), bool(d), list(c)) for x, d, c in rows])
+            self._net[relid] = cached
+        return cached
 
     def _updatable_in_place(self, rel: Relation, relid: int) -> bool:
-        """Whether one UPDATE ... FROM may rewrite rows: only when the key is the table's sole
-        uniqueness (another unique or exclusion constraint could be violated halfway through a
-        set-wise update, which delete-then-insert never does) and no non-key column is an identity
-        GENERATED ALWAYS (which UPDATE may not assign)."""
+        """Whether one UPDATE ... FROM may rewrite rows: no non-key column is an identity GENERATED
+        ALWAYS (which UPDATE may not assign). (Other uniqueness is deferred or implied by the key,
+        ``_net_effect_exact``, so a set-wise update cannot trip over it halfway.)"""
         cached = self._in_place.get(relid)
         if cached is None:
             row = self.conn.execute(
-                "SELECT NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %(t)s::regclass "
-                "AND ((i.indisunique AND NOT i.indisprimary) OR i.indisexclusion)) "
-                "AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(t)s::regclass AND a.attnum > 0 "
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(t)s::regclass AND a.attnum > 0 "
                 "AND a.attidentity = 'a' AND NOT a.attname = ANY(%(keys)s))",
                 {"t": rel.ident.as_string(self.conn), "keys": list(rel.keys)},
             ).fetchone()
             cached = self._in_place[relid] = bool(row and row[0])
         return cached
+
+    def _pipelined(self, changes: list[list[Any]]) -> None:
+        """One statement per change, pipelined; then every UPDATE and DELETE must have found its row.
+
+        A failure surfaces as the server's one error: caught inside the pipeline block, because a
+        failing block makes psycopg log the pipeline's own failure to end as a second error."""
+        for relid in {c[1] for c in changes if self.relations[c[1]].full_identity}:
+            self.applier.column_types(relid)  # a catalog query, before the pipeline
+        sent: list[tuple[psycopg.Cursor[Any], list[Any]]] = []
+        failure: psycopg.Error | None = None
+        try:
+            with self.conn.pipeline() as pipeline:
+                try:
+                    for change in changes:
+                        cursor = self.applier.apply(change)
+                        if cursor is not None:
+                            sent.append((cursor, change))
+                    pipeline.sync()
+                except psycopg.Error as e:
+                    failure = e
+        except psycopg.Error as e:
+            failure = failure or e
+        if failure is not None:
+            raise failure
+        for cursor, change in sent:
+            self.applier.check(cursor, change)
 
     def _delete_keys(self, rel: Relation, relid: int, keys: list[tuple[Any, ...]]) -> None:
         temp = self._temp_table(rel, relid, "keys", [rel.columns[i] for i in rel.key_index])
@@ -315,6 +438,7 @@ class NetBatch:
             cur.execute(
                 sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(rel.ident, temp, self._match(rel, "k"))
             )
+            self._expect(rel, "DELETE", cur.rowcount, len(keys))
             cur.execute(sql.SQL("TRUNCATE {}").format(temp))
 
     def _update_from(self, rel: Relation, relid: int, images: list[list[Any]]) -> None:
@@ -332,7 +456,16 @@ class NetBatch:
                     rel.ident, assignment, temp, self._match(rel, "r")
                 )
             )
+            self._expect(rel, "UPDATE", cur.rowcount, len(images))
             cur.execute(sql.SQL("TRUNCATE {}").format(temp))
+
+    @staticmethod
+    def _expect(rel: Relation, what: str, found: int, expected: int) -> None:
+        if found != expected:
+            raise DatabaseError(
+                f"replaying {what}s of {rel.schema}.{rel.name} matched {found} rows instead of {expected}: "
+                "the target does not hold rows the source changed, so it already differs from the source"
+            )
 
     @staticmethod
     def _match(rel: Relation, alias: str) -> sql.Composable:
@@ -342,17 +475,19 @@ class NetBatch:
         )
 
     def _flush_ordered(self, rel: Relation, changes: list[list[Any]]) -> None:
-        run: list[list[Any]] = []
-        for change in changes:
-            if change[0] == "I":
-                run.append(change[2])
-                continue
-            if run:
-                self._copy_in(rel, run)
-                run = []
-            self.applier.apply(change)
-        if run:
-            self._copy_in(rel, run)
+        """Statement order: runs of inserts as one COPY (rows inserted one by one, in order), runs of
+        other changes pipelined."""
+        start = 0
+        while start < len(changes):
+            inserting = changes[start][0] == "I"
+            end = start
+            while end < len(changes) and (changes[end][0] == "I") == inserting:
+                end += 1
+            if inserting:
+                self._copy_in(rel, [c[2] for c in changes[start:end]])
+            else:
+                self._pipelined(changes[start:end])
+            start = end
 
     def _copy_in(self, rel: Relation, rows: list[list[Any]]) -> None:
         query = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -379,4 +514,4 @@ class NetBatch:
     def _drop_temp_tables(self) -> None:
         for temp in self._temp_tables.values():
             self.conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(temp))
-        self._temp_tables, self._in_place = {}, {}
+        self._temp_tables, self._in_place, self._net = {}, {}, {}

@@ -63,10 +63,24 @@ class RestoreResult:
     gaps: list[str] = field(default_factory=list)  # what the archive could not reproduce (archiver GAP records)
 
 
+# Settings the text forms of values depend on, pinned whatever the target's defaults: archived values
+# are read (and rows without a key matched) in this session. The archiver's stream pins the same
+# ones for the values it writes, as PostgreSQL's own apply worker does (libpqwalreceiver.c).
+SESSION_SETTINGS = {
+    "datestyle": "ISO, YMD",
+    "intervalstyle": "postgres",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "timezone": "UTC",
+}
+
+
 def _prepare_session(conn: psycopg.Connection) -> None:
     conn.adapters.register_dumper(str, StrDumperUnknown)  # let the server type text values by column
     conn.execute("SET session_replication_role = replica")
     conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+    for name, value in SESSION_SETTINGS.items():
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", [name, value])
 
 
 class Restorer:
@@ -236,10 +250,12 @@ class Restorer:
                     batch, size = [], 0
             if batch:
                 last = self._apply_batch(conn, net, batch, result)
-        except psycopg.Error as e:
+        except (psycopg.Error, DatabaseError) as e:
             if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
             where = f" (batch after source transaction {last.xid} at {pitr.to_iso(last.commit_us)})" if last else ""
+            if isinstance(e, DatabaseError):
+                raise DatabaseError(f"replaying into {self.target.dbname}{where}: {e.message}") from None
             raise db_error(e, f"replaying into {self.target.dbname}{where}") from None
         if last is not None:
             result.restored_to = pitr.to_iso(last.commit_us)
@@ -255,6 +271,7 @@ class Restorer:
         """Source transactions in order, plus the progress record, in one target transaction."""
         tail = batch[-1]
         with conn.transaction():
+            net.begin()
             for tx in batch:
                 for change in tx.changes:
                     net.add(change)

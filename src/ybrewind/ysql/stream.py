@@ -19,6 +19,7 @@ from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError
 from ybrewind.ysql.pgoutput import PG_EPOCH_US, lsn_to_str, str_to_lsn
 
+PINNED_OPTIONS = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex"
 _XLOGDATA = struct.Struct("!QQq")
 _KEEPALIVE = struct.Struct("!QqB")
 _STATUS = struct.Struct("!QQQqB")
@@ -55,7 +56,11 @@ class ReplicationConnection:
 
     def __init__(self, endpoint: PgEndpoint) -> None:
         self.endpoint = endpoint
-        self.conn = endpoint.connect(replication=True)
+        # pgoutput prints values with this session's settings: pin the ones their text depends on,
+        # as PostgreSQL's own apply worker does (PostgreSQL 15 libpqwalreceiver.c, libpqrcv_connect;
+        # the user's own options are kept). Not verified against YugabyteDB's walsender.
+        options = f"{endpoint.params().get('options', '')} {PINNED_OPTIONS}".strip()
+        self.conn = endpoint.connect(replication=True, options=options)
         self.pgconn = self.conn.pgconn
         self.streaming = False
 
