@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import PgServer
 from tests.support.archive import (
     archived_transactions,
+    drop_slot,
     fast_options,
     last_commit_us,
     running_archiver,
@@ -188,7 +189,7 @@ def test_resume_refuses_a_recreated_slot(pg: PgServer, db: str, tmp_path: Path) 
     with running_archiver(pg.endpoint(db), repo, fast_options(slot)):
         wait_until_started(repo)
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_slot(conn, slot)
         conn.execute("INSERT INTO t VALUES (1)")
     stop = threading.Event()
     stop.set()
@@ -201,7 +202,7 @@ def test_resume_refuses_a_recreated_slot(pg: PgServer, db: str, tmp_path: Path) 
     with pytest.raises(UsageError, match="beyond what"):
         Archiver(pg.endpoint(db), repo, fast_options(slot)).run(stop)
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_slot(conn, slot)
 
 
 def test_idle_database_keeps_slot_advancing(pg: PgServer, db: str, tmp_path: Path) -> None:
@@ -227,4 +228,4 @@ def test_idle_database_keeps_slot_advancing(pg: PgServer, db: str, tmp_path: Pat
             time.sleep(0.2)
         assert now > start
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_slot(conn, slot)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgServer, sandbox_dir
-from tests.support.archive import fast_options, running_archiver, wait_until_started
+from tests.support.archive import drop_slot, fast_options, running_archiver, wait_until_started
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import sandbox
 from ybrewind.archive.repo import Repository
@@ -91,7 +91,7 @@ def test_repository_of_another_database(
     finally:
         pg.drop_database(other)
         with pg.connect(db) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+            drop_slot(conn, f"s_{db}")
 
 
 def test_s3_missing_bucket(pg: PgServer, db: str, moto_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PgServer, sandbox_dir
-from tests.support.archive import fast_options, running_archiver, wait_until_started
+from tests.support.archive import drop_slot, fast_options, running_archiver, wait_until_started
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import sandbox
 from ybrewind.archive.repo import Repository
@@ -108,7 +108,7 @@ def test_with_repository(pg: PgServer, db: str, capsys: pytest.CaptureFixture[st
     assert code == 0 and got["repository"] == "ok" and got["repository_slot"] == "ok", out
     assert f"the repository's slot {slot} exists" in out
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_slot(conn, slot)
     code, out, _ = run_cli(capsys, "check", pg.url(db), "--repo", str(repo_dir), "--json")
     assert code == 1 and statuses(out)["repository_slot"] == "fail"
 

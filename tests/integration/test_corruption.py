@@ -25,7 +25,14 @@ import psycopg
 import pytest
 
 from tests.conftest import PgServer
-from tests.support.archive import fast_options, last_commit_us, running_archiver, wait_for_commit, wait_until_started
+from tests.support.archive import (
+    drop_slot,
+    fast_options,
+    last_commit_us,
+    running_archiver,
+    wait_for_commit,
+    wait_until_started,
+)
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind.archive.format import parse_segment_key
 from ybrewind.archive.repo import Repository
@@ -256,7 +263,7 @@ def archive(pg: PgServer, source_db: str, tmp_path_factory: pytest.TempPathFacto
                 wait_for_commit(repo, last_commit_us(conn))  # a segment closes: several segments
         wait_for_commit(repo, last_commit_us(conn))
     with pg.connect(source_db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        drop_slot(conn, slot)
         expected = {t: table_checksum(conn, "public", t) for t in ("acct", "tag")}
     files = read_tree(root)
     assert len([k for k in files if k.startswith("segments/")]) >= 3, sorted(files)

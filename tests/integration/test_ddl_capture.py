@@ -15,7 +15,14 @@ import psycopg
 import pytest
 
 from tests.conftest import PgServer
-from tests.support.archive import fast_options, last_commit_us, running_archiver, wait_for_commit, wait_until_started
+from tests.support.archive import (
+    drop_slot,
+    fast_options,
+    last_commit_us,
+    running_archiver,
+    wait_for_commit,
+    wait_until_started,
+)
 from ybrewind.archive.repo import Repository
 from ybrewind.ysql.archiver import CAPTURE_FAILED, DDL_CAPTURE_SQL
 from ybrewind.ysql.restore import RestoreOptions, restore
@@ -99,7 +106,7 @@ def test_uncaptured_ddl_is_a_gap_the_restore_reports(pg: PgServer, db: str, tmp_
     finally:
         pg.drop_database(target)
         with pg.connect(db) as conn:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+            drop_slot(conn, f"s_{db}")
 
 
 def test_base_backup_keeps_the_time_it_is_given(pg: PgServer, db: str, tmp_path: Path) -> None:

@@ -21,7 +21,14 @@ from psycopg import sql
 
 from tests.conftest import PgServer
 from tests.integration.test_restore import replay_position, restored_state, snapshot
-from tests.support.archive import fast_options, last_commit_us, running_archiver, wait_for_commit, wait_until_started
+from tests.support.archive import (
+    drop_slot,
+    fast_options,
+    last_commit_us,
+    running_archiver,
+    wait_for_commit,
+    wait_until_started,
+)
 from ybrewind.archive.repo import Repository
 from ybrewind.errors import YbrewindError
 from ybrewind.ysql.apply import Applier, NetBatch
@@ -50,7 +57,7 @@ def archive(pg: PgServer, db: str, repo: Repository, schema: str, transactions: 
         expected = snapshot(conn)
         wait_for_commit(repo, last_commit_us(conn))
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     return expected
 
 

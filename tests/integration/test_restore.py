@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import PgServer
 from tests.support.archive import (
+    drop_slot,
     fast_options,
     last_commit_us,
     running_archiver,
@@ -128,7 +129,7 @@ def archived(pg: PgServer, db: str, tmp_path: Path) -> tuple[Repository, list[tu
         initial_time = repo.base_backups()[0].time_us
         oracle = run_workload(pg, db, repo, steps=60, backup_at=30)
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     assert initial_time and len(repo.base_backups()) == 2
     return repo, oracle, db
 
@@ -163,7 +164,7 @@ def test_restore_from_s3(pg: PgServer, db: str, s3_repo_url: str, s3_options: ob
         wait_until_started(repo)
         oracle = run_workload(pg, db, repo, steps=30, backup_at=15, seed=2)
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     for i in (10, 29):
         target = pg.create_database("restored")
         try:
@@ -208,7 +209,7 @@ def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) ->
         expected = snapshot(conn)
         wait_for_commit(repo, last_commit_us(conn))
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     target = pg.create_database("resumed")
     argv = [
         sys.executable,
@@ -387,7 +388,7 @@ def test_replay_of_key_changes_and_hot_rows(pg: PgServer, db: str, tmp_path: Pat
         expected = snapshot(conn)
         wait_for_commit(repo, last_commit_us(conn))
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     target = pg.create_database("netfx")
     try:
         restore(repo, pg.endpoint(target), RestoreOptions())

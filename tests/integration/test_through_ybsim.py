@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import PgServer
 from tests.integration.test_yugabyte import YB_SCHEMA
-from tests.support.archive import fast_options, running_archiver, wait_for_commit
+from tests.support.archive import drop_slot, fast_options, running_archiver, wait_for_commit
 from tests.support.cli import run_cli
 from tests.support.ybsim.process import Ybsim
 from ybrewind.archive.repo import Repository
@@ -164,7 +164,7 @@ def archive_workload(
     finally:
         with sim.connect(db) as conn:
             if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                drop_slot(conn, slot)
     return repo, oracle, slot_ht
 
 
@@ -327,7 +327,7 @@ def test_archive_new_table_and_truncate(ybsim_full: Ybsim, fdb: str, tmp_path: P
     finally:
         with ybsim_full.connect(fdb) as conn:
             if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                drop_slot(conn, slot)
 
 
 def test_truncate_refused_while_a_slot_streams_the_table(ybsim: Ybsim, ydb: str) -> None:
@@ -380,7 +380,7 @@ def test_archive_table_without_primary_key(ybsim_full: Ybsim, fdb: str, tmp_path
     finally:
         with ybsim_full.connect(fdb) as conn:
             if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                drop_slot(conn, slot)
 
 
 def test_postgres_archive_restores_into_yugabyte(pg: PgServer, db: str, ybsim: Ybsim, tmp_path: Path) -> None:
@@ -396,7 +396,7 @@ def test_postgres_archive_restores_into_yugabyte(pg: PgServer, db: str, ybsim: Y
         oracle, fence = workload(conn, 12)
         wait_for_commit(repo, fence)
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", [f"s_{db}"])
+        drop_slot(conn, f"s_{db}")
     restore_and_check(ybsim, repo, oracle, [4, 10])
 
 
@@ -490,4 +490,4 @@ def test_check_through_the_endpoint(
     finally:
         with ybsim.connect(ydb) as conn:
             if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+                drop_slot(conn, slot)

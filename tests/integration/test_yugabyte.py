@@ -106,7 +106,7 @@ def test_yugabyte_native_clone() -> None:
 
 def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
     """The archiver's YugabyteDB path: USE_SNAPSHOT base backup, streaming, restore --latest."""
-    from tests.support.archive import fast_options, running_archiver, wait_for_commit, wait_until_started
+    from tests.support.archive import drop_slot, fast_options, running_archiver, wait_for_commit, wait_until_started
     from ybrewind.archive.repo import Repository
     from ybrewind.ysql.restore import RestoreOptions, restore
 
@@ -137,7 +137,7 @@ def test_yugabyte_archive_and_restore(yb_db: str, tmp_path: Path) -> None:
         assert compare(src, target).differing_tables == []
     finally:
         with src.connect() as conn:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            drop_slot(conn, slot)
 
 
 def test_yugabyte_check(yb_db: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,6 +50,22 @@ def running_archiver(source: PgEndpoint, repo: Repository, options: ArchiveOptio
         raise outcome["error"]
 
 
+def drop_slot(conn: psycopg.Connection, slot: str, timeout: float = 15.0) -> None:
+    """Drop a replication slot once its walsender is gone: the server ends it asynchronously after
+    the archiver disconnects, and dropping an active slot fails."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()
+        if row is None:
+            return
+        if not row[0] or time.monotonic() > deadline:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            return
+        time.sleep(0.05)
+
+
 def wait_until_started(repo: Repository, timeout: float = 30.0) -> None:
     import time
 
