@@ -81,6 +81,7 @@ class PostDataStatement:
     sql: str
     group: str
     phase: int
+    header: str = ""  # a comment line written before the statement (pg_dump's TOC header)
 
 
 @dataclass

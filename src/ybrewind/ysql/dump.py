@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError, YbrewindError
 from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
 from ybrewind.progress import Progress
-from ybrewind.ysql import catalog
+from ybrewind.ysql import catalog, pgdump
 from ybrewind.ysql.ddl import (
     PHASE_REFRESH,
     PHASE_SEQUENCES,
@@ -110,6 +111,53 @@ class Slice:
     @property
     def label(self) -> str:
         return f"{self.table.schema}.{self.table.name}" + (f" [{self.index + 1}]" if self.where is not None else "")
+
+
+@dataclass
+class SchemaScripts:
+    """A dump's schema: pre-data text, post-data statements (phase 0: session settings) and the
+    statements that fill large objects (from pg_dump's data section)."""
+
+    pre: str
+    post: list[PostDataStatement]
+    large_objects: list[str] = field(default_factory=list)
+
+
+def _script_text(statements: list[str]) -> str:
+    return "".join(stmt + ";\n\n" for stmt in statements)
+
+
+def _post_text(post: list[PostDataStatement]) -> str:
+    return "".join((f"--\n{p.header}\n--\n\n" if p.header else "") + p.sql + ";\n\n" for p in post)
+
+
+def large_object_statements(entries: list[pgdump.Entry]) -> list[str]:
+    """pg_dump's BLOBS data as one ``lo_put`` per chunk.
+
+    pg_dump writes ``lo_open``/``lowrite(0, ...)``/``lo_close`` inside BEGIN/COMMIT, which only works
+    in one transaction; ``lo_put`` at an explicit offset is the same write and runs anywhere (psql's
+    autocommit, or the loader's transaction per data file).
+    """
+    out: list[str] = []
+    oid, offset = None, 0
+    for e in entries:
+        if e.type != "BLOBS":
+            continue
+        for stmt in e.statements:
+            if stmt in ("BEGIN", "COMMIT"):
+                continue
+            if m := re.fullmatch(r"SELECT pg_catalog\.lo_open\('(\d+)', \d+\)", stmt):
+                oid, offset = m.group(1), 0
+            elif m := re.fullmatch(r"SELECT pg_catalog\.lowrite\(0, '(\\x[0-9a-f]*)'\)", stmt):
+                if oid is None:
+                    raise DatabaseError(f"pg_dump's large object data: lowrite without lo_open: {stmt[:60]}")
+                out.append(f"SELECT pg_catalog.lo_put('{oid}', {offset}, '{m.group(1)}')")
+                offset += (len(m.group(1)) - 2) // 2
+            elif re.fullmatch(r"SELECT pg_catalog\.lo_close\(0\)", stmt):
+                oid = None
+            else:
+                raise DatabaseError(f"pg_dump's large object data: unexpected statement {stmt[:60]}")
+    return out
 
 
 def _translate(error: psycopg.Error, what: str) -> DatabaseError:
@@ -234,7 +282,7 @@ def plan_slices(
 
 def copy_header(t: Table) -> str:
     cols = ", ".join(ident(c) for c in t.copy_columns())
-    return f"COPY {ident(t.schema or '', t.name)} ({cols}) FROM stdin;\n"
+    return f"COPY {ident(t.schema or '', t.name)}{f' ({cols})' if cols else ''} FROM stdin;\n"
 
 
 def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
@@ -245,9 +293,13 @@ def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
 
 
 def copy_query(s: Slice) -> sql.Composed:
-    cols = sql.SQL(", ").join(map(sql.Identifier, s.table.copy_columns()))
+    names = s.table.copy_columns()
+    cols = sql.SQL(", ").join(map(sql.Identifier, names))
     if s.where is None:
-        return sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
+        table = sql.Identifier(s.table.schema or "", s.table.name)
+        if not names:  # a table without columns (CREATE TABLE t ()) still has rows
+            return sql.SQL("COPY {} TO STDOUT").format(table)
+        return sql.SQL("COPY {} ({}) TO STDOUT").format(table, cols)
     return sql.SQL("COPY ({}) TO STDOUT").format(_select(s, cols))
 
 
@@ -351,6 +403,12 @@ def _inserts_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], Non
     """Multi-row INSERTs; values are quoted by the server (quote_nullable), never by us."""
     t = s.table
     cols = t.copy_columns()
+    if not cols:  # a table without columns: one row each
+        with conn.cursor() as cur:
+            cur.execute(_select(s, sql.SQL("")))
+            rows = len(cur.fetchall())
+        sink(f"INSERT INTO {ident(t.schema or '', t.name)} DEFAULT VALUES;\n".encode() * rows)
+        return rows
     row_expr = sql.SQL("'(' || concat_ws(', ', {}) || ')'").format(
         sql.SQL(", ").join(sql.SQL("quote_nullable({}::text)").format(sql.Identifier(c)) for c in cols)
     )
@@ -385,6 +443,7 @@ class Dumper:
         self.progress = progress or Progress()
         self.psql = find_psql() if options.use_psql else None
         self.snapshot_setup: list[str] = []
+        self.warnings: list[str] = []
 
     # -- shared -----------------------------------------------------------------------------
     def _open(self) -> tuple[psycopg.Connection, Snapshot, SchemaModel]:
@@ -408,7 +467,8 @@ class Dumper:
         for t in model.tables():
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(t.schema or "", t.name)))
 
-    def _render(self, model: SchemaModel) -> tuple[DdlWriter, list[str], list[PostDataStatement]]:
+    def _render(self, model: SchemaModel) -> SchemaScripts:
+        """The built-in reader's schema (YugabyteDB sources, --dialect yugabyte, no usable pg_dump)."""
         dialect = self.opt.dialect or model.server.dialect
         writer = DdlWriter(model, RenderOptions(dialect, self.opt.owners, self.opt.privileges))
         pre = [] if self.opt.data_only else writer.pre_data()
@@ -417,7 +477,74 @@ class Dumper:
             post = [p for p in post if p.phase in (PHASE_SEQUENCES, PHASE_REFRESH)]
         elif self.opt.schema_only:
             post = [p for p in post if p.phase != PHASE_SEQUENCES]
-        return writer, pre, post
+        settings = [PostDataStatement(s, "", 0) for s in SCRIPT_PREAMBLE]
+        return SchemaScripts(_script_text(SCRIPT_PREAMBLE + pre), settings + post)
+
+    def _pg_dump_tool(self, model: SchemaModel) -> pgdump.PgDumpTool | None:
+        """pg_dump for a PostgreSQL source rendered for PostgreSQL; None: the built-in reader.
+
+        YugabyteDB sources keep the built-in reader: pg_dump cannot render YB's HASH/SPLIT/colocation
+        clauses. Without a pg_dump at least as new as the server, the built-in reader is used with a
+        warning saying what it may lose.
+        """
+        if model.server.is_yugabyte or (self.opt.dialect or model.server.dialect) != "postgres":
+            return None
+        tool, why = pgdump.find_pg_dump(model.server.version_num)
+        if tool is None:
+            model.warnings.insert(
+                0,
+                f"{why}: the schema is read by ybrewind's built-in reader instead, which renders tables, "
+                "types, functions, views, sequences, constraints, indexes, triggers, rules, policies, "
+                "statistics and privileges but may lose details pg_dump keeps (column storage and "
+                "compression, NOT VALID domain constraints, partition index names); the kinds it does not "
+                "render at all are named in the warnings that follow. Install pg_dump to dump the whole schema",
+            )
+        return tool
+
+    def _start_schema(
+        self, conn: psycopg.Connection, snapshot: Snapshot, model: SchemaModel, pool: ThreadPoolExecutor
+    ) -> Callable[[], SchemaScripts]:
+        """Start producing the schema; the returned function waits for it.
+
+        pg_dump runs in the background (its own processes, inside the dump's snapshot) while the
+        workers dump the data.
+        """
+        tool = self._pg_dump_tool(model)
+        if tool is None:
+            scripts = self._render(model)
+            self.warnings = list(model.warnings)
+            return lambda: scripts
+        self.warnings = []
+        assert snapshot.name is not None
+        common = [f"--snapshot={snapshot.name}", *pgdump.filter_args(self.opt.filters)]
+        common += [] if self.opt.owners else ["--no-owner"]
+        common += [] if self.opt.privileges else ["--no-privileges"]
+        pre: Future[str] | None = None
+        if not self.opt.data_only:
+            blobs = [] if not self.opt.schema_only else ["--no-blobs"]
+            pre = pool.submit(pgdump.run_pg_dump, tool, self.source, ["--section=pre-data", *common, *blobs])
+        post = pool.submit(pgdump.run_pg_dump, tool, self.source, ["--section=post-data", *common])
+        data: Future[str] | None = None
+        if not self.opt.schema_only:
+            # Large objects from pg_dump's data section without the table data. Sequence values come
+            # from the model (read in the same snapshot): pg_dump -t cannot select an identity
+            # sequence without its table's data.
+            whole_database = not (self.opt.filters.schemas or self.opt.filters.tables or self.opt.data_only)
+            row = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata)").fetchone()
+            if whole_database and row and row[0]:
+                args = ["--section=data", f"--snapshot={snapshot.name}", "--blobs", "--exclude-table-data=*.*"]
+                data = pool.submit(pgdump.run_pg_dump, tool, self.source, args)
+        sequences = [] if self.opt.schema_only else DdlWriter(model).sequence_values()
+
+        def collect() -> SchemaScripts:
+            preamble, entries = pgdump.parse(post.result())
+            statements = pgdump.post_data_statements(preamble, entries, data_only=self.opt.data_only)
+            statements += [PostDataStatement(s, "", PHASE_SEQUENCES) for s in sequences]
+            large_objects = large_object_statements(pgdump.parse(data.result())[1]) if data is not None else []
+            statements.sort(key=lambda p: p.phase)
+            return SchemaScripts(pre.result() if pre is not None else "", statements, large_objects)
+
+        return collect
 
     def _data_tables(self, model: SchemaModel) -> list[Table]:
         if self.opt.schema_only:
@@ -439,21 +566,27 @@ class Dumper:
             raise storage_error(outdir, e) from None
         conn, snapshot, model = self._open()
         try:
-            _, pre, post = self._render(model)
-            for w in model.warnings:
-                self.progress.warn(w)
-            suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
-            files: list[mf.FileEntry] = []
-            files.append(self._write_script(outdir, f"pre-data{suffix}", "pre-data", SCRIPT_PREAMBLE + pre))
-            slices = plan_slices(
-                self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
-            )
-            files += self._dump_data(outdir, slices, snapshot, conn)
-            files.append(
-                self._write_script(outdir, f"post-data{suffix}", "post-data", SCRIPT_PREAMBLE + [p.sql for p in post])
-            )
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                schema = self._start_schema(conn, snapshot, model, pool)
+                for w in self.warnings:
+                    self.progress.warn(w)
+                suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
+                slices = plan_slices(
+                    self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
+                )
+                data_files = self._dump_data(outdir, slices, snapshot, conn)
+                scripts = schema()
+            files = [self._write_text(outdir, f"pre-data{suffix}", "pre-data", scripts.pre or _script_text(SCRIPT_PREAMBLE))]
+            if scripts.large_objects:
+                name = f"data/0000-large-objects{suffix}"
+                files.append(self._write_text(outdir, name, "data", _script_text(scripts.large_objects)))
+            files += data_files
+            post = scripts.post
+            files.append(self._write_text(outdir, f"post-data{suffix}", "post-data", _post_text(post)))
             if not self.opt.compress:
                 files.append(self._write_restore(outdir, files))
+        except psycopg.Error as e:
+            raise _translate(e, f"dumping {self.source.display()}") from None
         finally:
             conn.close()
         manifest = mf.Manifest(
@@ -478,8 +611,8 @@ class Dumper:
             },
             objects=_object_summary(model),
             files=files,
-            post_data=[[0, ""]] * len(SCRIPT_PREAMBLE) + [[p.phase, p.group] for p in post],
-            warnings=model.warnings,
+            post_data=[[p.phase, p.group] for p in post],
+            warnings=self.warnings,
         )
         manifest.write(outdir)
         data = manifest.files_of("data")
@@ -492,14 +625,13 @@ class Dumper:
             len(manifest.files) + 1,
             round(time.monotonic() - started, 3),
             manifest.snapshot,
-            model.warnings,
+            self.warnings,
         )
 
-    def _write_script(self, outdir: Path, name: str, kind: str, statements: list[str]) -> mf.FileEntry:
+    def _write_text(self, outdir: Path, name: str, kind: str, text: str) -> mf.FileEntry:
         with atomic_write(outdir / name, compress=self.opt.compress) as w:
             w.write(f"-- ybrewind {kind}\n\n".encode())
-            for stmt in statements:
-                w.write((stmt + ";\n\n").encode())
+            w.write(text.encode())
         return mf.FileEntry(name, kind, w.sha256, w.bytes, compressed=self.opt.compress)
 
     def _write_restore(self, outdir: Path, files: list[mf.FileEntry]) -> mf.FileEntry:
@@ -612,13 +744,15 @@ class Dumper:
             written += len(data)
 
         try:
-            _, pre, post = self._render(model)
-            for w in model.warnings:
-                self.progress.warn(w)
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                schema = self._start_schema(conn, snapshot, model, pool)
+                for w in self.warnings:
+                    self.progress.warn(w)
+                scripts = schema()
             emit(f"-- ybrewind dump of {model.database.name} at {snapshot.time.isoformat()}\n".encode())
             emit(b"\\set ON_ERROR_STOP on\n")
-            for stmt in SCRIPT_PREAMBLE + pre:
-                emit((stmt + ";\n\n").encode())
+            emit((scripts.pre or _script_text(SCRIPT_PREAMBLE)).encode())
+            emit(_script_text(scripts.large_objects).encode())
             tables = self._data_tables(model)
             for s in plan_slices(tables, model.server.is_yugabyte, 0, 1):
                 if self.opt.inserts:
@@ -627,8 +761,7 @@ class Dumper:
                     emit(copy_header(s.table).encode())
                     rows += copy_to(conn, copy_query(s).as_bytes(conn), emit)
                     emit(b"\\.\n\n")
-            for p in sorted(post, key=lambda p: p.phase):
-                emit((p.sql + ";\n\n").encode())
+            emit(_post_text(scripts.post).encode())
             out.flush()
         except psycopg.Error as e:
             raise _translate(e, "dumping") from None
@@ -643,7 +776,7 @@ class Dumper:
             1,
             round(time.monotonic() - started, 3),
             snapshot.describe(),
-            model.warnings,
+            self.warnings,
         )
 
 
