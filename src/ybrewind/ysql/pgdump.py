@@ -227,6 +227,19 @@ def parse(text: str) -> tuple[list[str], list[Entry]]:
     return preamble, entries
 
 
+def without_bookkeeping(entries: list[Entry]) -> list[Entry]:
+    """Drop ybrewind's own objects that ``-N ybrewind`` does not exclude: the archiver's DDL-capture
+    event triggers and its publication (named ``ybrewind...``, as the built-in reader assumes)."""
+    kept: list[Entry] = []
+    dropped = False
+    for e in entries:
+        if e.type not in ATTACHED_TYPES:
+            dropped = e.type in ("EVENT TRIGGER", "PUBLICATION") and e.name.startswith("ybrewind")
+        if not dropped:
+            kept.append(e)
+    return kept
+
+
 def _group(statement: str, entry: Entry) -> str:
     m = _TARGET.match(statement)
     return (m.group(1) or m.group(2)) if m else f"{entry.schema}.{entry.name}"
@@ -238,7 +251,7 @@ def post_data_statements(
     """Every statement with its loader phase and group, sorted by phase (stable: pg_dump's order)."""
     out = [PostDataStatement(s, "", 0) for s in preamble]
     phase, group, skip = PHASE_TABLE_EXTRAS, "", False
-    for e in entries:
+    for e in without_bookkeeping(entries):
         if e.type not in ATTACHED_TYPES:  # a comment or label shares the phase and group of its object
             skip = data_only and e.type not in DATA_ONLY_TYPES
             phase = PHASES.get(e.type, PHASE_TABLE_EXTRAS)
