@@ -102,3 +102,28 @@ def test_compare_agrees_with_pg_dump_on_builtin_copies(
         assert compare(pg.endpoint(db), pg.endpoint(target)).identical == same
     finally:
         pg.drop_database(target)
+
+
+def test_builtin_reader_names_what_it_drops_and_load_says_so_first(
+    pg: PgServer, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(pgdump, "find_pg_dump", lambda _version: (None, "pg_dump not found (test)"))
+    pg.psql(db, "-c", BLOCKS["unwarned_kinds"] + BLOCKS["compare_blind_spots"] + "CREATE TYPE shell;")
+    out = tmp_path / "dump"
+    warnings = dump(pg.endpoint(db), out, DumpOptions()).warnings
+    expected = [
+        "cast (integer AS public.pair)", "operator family public.fam", "text search dictionary public.syn",
+        "access method heap2", "foreign data wrapper w", "server srv", "user mapping FOR postgres SERVER srv",
+        "aggregate public.mysum(integer)", "base type public.shell",
+    ]
+    for name in expected:
+        assert any(w.startswith(name + " is not dumped") for w in warnings), (name, warnings)
+    capsys.readouterr()
+    target = f"{db}_warned"
+    try:
+        load(out, pg.endpoint(target), LoadOptions(create=True))
+        err = capsys.readouterr().err
+        for name in expected:
+            assert f"warning: {name} is not dumped" in err
+    finally:
+        pg.drop_database(target)

@@ -746,6 +746,46 @@ class CatalogReader:
             "default privileges": "SELECT pg_get_userbyid(defaclrole) || ' ' || defaclobjtype::text AS name FROM pg_default_acl",
             "publication": "SELECT pubname AS name FROM pg_publication WHERE pubname NOT LIKE 'ybrewind%%'",
             "large object": "SELECT count(*)::text || ' large objects' AS name FROM pg_largeobject_metadata HAVING count(*) > 0",
+            # User objects of catalogs without a namespace have oids from FirstNormalObjectId (16384) up.
+            "cast": "SELECT format('(%s AS %s)', c.castsource::regtype, c.casttarget::regtype) AS name FROM pg_cast c "
+            "WHERE c.oid >= 16384 AND " + NOT_IN_EXTENSION.format(catalog="'pg_cast'", oid="c.oid")
+            # a range type's multirange casts are part of the type (internal dependency)
+            + " AND " + NOT_IN_EXTENSION.replace("'e'", "'i'").format(catalog="'pg_cast'", oid="c.oid"),
+            "base type": f"SELECT t.oid::regtype::text AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            f"WHERE t.typtype IN ('b', 'p') AND {USER_NAMESPACES} AND NOT EXISTS (SELECT 1 FROM pg_type e "
+            "WHERE e.typarray = t.oid) AND " + NOT_IN_EXTENSION.format(catalog="'pg_type'", oid="t.oid"),
+            "operator class": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(o.opcname) AS name FROM pg_opclass o "
+            f"JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_opclass'", oid="o.oid"),
+            "operator family": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(o.opfname) AS name FROM pg_opfamily o "
+            f"JOIN pg_namespace n ON n.oid = o.opfnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_opfamily'", oid="o.oid"),
+            "text search dictionary": f"SELECT td.oid::regdictionary::text AS name FROM pg_ts_dict td JOIN pg_namespace n "
+            f"ON n.oid = td.dictnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_dict'", oid="td.oid"),
+            "text search parser": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(p.prsname) AS name FROM pg_ts_parser p "
+            f"JOIN pg_namespace n ON n.oid = p.prsnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_parser'", oid="p.oid"),
+            "text search template": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(t.tmplname) AS name "
+            f"FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_template'", oid="t.oid"),
+            "conversion": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) AS name FROM pg_conversion c "
+            f"JOIN pg_namespace n ON n.oid = c.connamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_conversion'", oid="c.oid"),
+            "access method": "SELECT quote_ident(a.amname) AS name FROM pg_am a WHERE a.oid >= 16384 AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_am'", oid="a.oid"),
+            "procedural language": "SELECT quote_ident(l.lanname) AS name FROM pg_language l WHERE l.oid >= 16384 AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_language'", oid="l.oid"),
+            "transform": "SELECT format('FOR %s LANGUAGE %s', t.trftype::regtype, l.lanname) AS name FROM pg_transform t "
+            "JOIN pg_language l ON l.oid = t.trflang WHERE " + NOT_IN_EXTENSION.format(catalog="'pg_transform'", oid="t.oid"),
+            "foreign data wrapper": "SELECT quote_ident(w.fdwname) AS name FROM pg_foreign_data_wrapper w WHERE "
+            + NOT_IN_EXTENSION.format(catalog="'pg_foreign_data_wrapper'", oid="w.oid"),
+            "server": "SELECT quote_ident(s.srvname) AS name FROM pg_foreign_server s WHERE "
+            + NOT_IN_EXTENSION.format(catalog="'pg_foreign_server'", oid="s.oid"),
+            "user mapping": "SELECT format('FOR %s SERVER %s', quote_ident(usename), quote_ident(srvname)) AS name "
+            "FROM pg_user_mappings",
+            "subscription": "SELECT quote_ident(subname) AS name FROM pg_subscription "
+            "WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         }
         for kind, query in checks.items():
             for r in _q(self.conn, query):
