@@ -27,3 +27,25 @@ def populated(pg: PgServer, dbname: str) -> list[tuple[str, str, bool]]:
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm' ORDER BY 1, 2"
             ).fetchall()
         ]
+
+
+def content(pg: PgServer, dbname: str) -> dict[str, tuple[int, str]]:
+    """Row count and order-independent checksum of every table and populated materialized view,
+    and the large objects (oid, content, comment)."""
+    from ybrewind.ysql.compare import table_checksum
+
+    with pg.connect(dbname) as conn:
+        rels = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE (c.relkind = 'r' OR c.relkind = 'm' AND c.relispopulated) "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'"
+        ).fetchall()
+        sums = {f"{s}.{n}": table_checksum(conn, s, n) for s, n in rels}
+        row = conn.execute(
+            "SELECT count(*), string_agg(l.oid::text || ':' || md5(lo_get(l.oid)) || ':' || "
+            "coalesce(obj_description(l.oid, 'pg_largeobject'), '-'), ',' ORDER BY l.oid) "
+            "FROM pg_largeobject_metadata l"
+        ).fetchone()
+        assert row is not None
+        sums["(large objects)"] = (int(row[0]), str(row[1]))
+        return sums

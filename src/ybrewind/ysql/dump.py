@@ -77,8 +77,11 @@ class DumpOptions:
     snapshot: str | None = None
     # YugabyteDB: read as of this time (Unix µs) instead of now, within the history retention.
     read_time_us: int | None = None
-    # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql).
+    # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql),
+    # for slices of at least psql_min_bytes: starting a child costs tens of milliseconds, which a
+    # small table never wins back, so small tables are read in-process on the worker's connection.
     use_psql: bool = True
+    psql_min_bytes: int = 32 << 20
 
     def validate(self) -> None:
         if self.schema_only and self.data_only:
@@ -712,7 +715,8 @@ class Dumper:
                     rows = _inserts_out(conn, s, sink)
                 else:
                     w.write(copy_header(t).encode())
-                    if self.psql:
+                    size = t.estimated_bytes if s.where is None else self.opt.slice_bytes
+                    if self.psql and size >= self.opt.psql_min_bytes:
                         rows = copy_via_psql(
                             self.psql, self.source, self.snapshot_setup, copy_query(s).as_string(conn), sink
                         )
