@@ -130,6 +130,7 @@ def schema_script(draw: st.DrawFn, schema: str) -> str:
 
     # -- tables ------------------------------------------------------------------------------
     tables: list[tuple[str, list[tuple[str, str]], bool]] = []  # (name, columns, has pk)
+    unlogged_tables: set[str] = set()
     for _ in range(draw(st.integers(1, 3))):
         t = name()
         qt = ident(schema, t)
@@ -160,10 +161,12 @@ def schema_script(draw: st.DrawFn, schema: str) -> str:
         if pk:
             defs.append(f"CONSTRAINT {ident(name())} PRIMARY KEY ({ident(cols[0][0])})")
         unlogged = "UNLOGGED " if draw(st.integers(0, 5)) == 0 else ""
+        if unlogged:
+            unlogged_tables.add(t)
         out.append(f"CREATE {unlogged}TABLE {qt} ({', '.join(defs)})")
         for c, typ in cols:
             if typ == "text" and draw(st.integers(0, 4)) == 0:
-                out.append(f"ALTER TABLE {qt} ALTER COLUMN {ident(c)} SET STORAGE {draw(st.sampled_from(['EXTERNAL', 'MAIN', 'PLAIN']))}")
+                out.append(f"ALTER TABLE {qt} ALTER COLUMN {ident(c)} SET STORAGE {draw(st.sampled_from(['EXTERNAL', 'MAIN']))}")
         # rows
         insertable = [(c, typ) for c, typ in cols if typ not in ("serial", "identity")]
         for _ in range(draw(st.integers(0, 4))):
@@ -192,7 +195,9 @@ def schema_script(draw: st.DrawFn, schema: str) -> str:
         if ints and not pk and draw(st.booleans()):
             out.append(f"CREATE INDEX {ident(name())} ON {qt} ({ident(ints[0])}) WHERE {ident(ints[0])} IS NOT NULL")
         plain_ints = [c for c, typ in cols if typ in ("integer", "bigint")]
-        if plain_ints and not pk and tables and tables[0][2] and draw(st.booleans()):
+        # a permanent table's foreign key may not reference an unlogged one
+        can_reference = tables and (tables[0][0] not in unlogged_tables or t in unlogged_tables)
+        if plain_ints and not pk and can_reference and tables[0][2] and draw(st.booleans()):
             parent, pcols, _ = tables[0]
             out.append(f"UPDATE {qt} SET {ident(plain_ints[0])} = NULL")  # rows must not break the key
             out.append(
