@@ -157,20 +157,24 @@ class CatalogReader:
         self.model = SchemaModel(server=self.server, database=self._database())
 
     # -- entry point -------------------------------------------------------------------------
-    def read(self) -> SchemaModel:
+    def read(self, full: bool = True) -> SchemaModel:
+        """The whole schema; with ``full=False`` only schemas, sequences and tables (what a dump
+        whose schema pg_dump renders needs for the data: columns, sizes, sequence values)."""
         conn = self.conn
         conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
         if not self.filters.only_relations:
             self._schemas()
-            self._extensions()
-            self._types()
-            self._functions()
+            if full:
+                self._extensions()
+                self._types()
+                self._functions()
         self._sequences()
         self._tables()
-        self._views()
-        self._post_data()
-        self._warn_unsupported()
-        self._dependencies()
+        if full:
+            self._views()
+            self._post_data()
+            self._warn_unsupported()
+            self._dependencies()
         self.model.objects = self._sorted()
         return self.model
 
@@ -448,6 +452,18 @@ class CatalogReader:
             "JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE pc.relkind IN ('r', 'p') ORDER BY i.inhseqno",
         ):
             parents[p["inhrelid"]].append(p)
+        # One query each for all tables' columns and CHECKs: a query per table costs a round trip
+        # per table, which dominates a dump of many small tables.
+        self._column_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for c in _q(self.conn, self._columns_query()):
+            self._column_rows[c["attrelid"]].append(c)
+        checks: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for c in _q(
+            self.conn,
+            "SELECT conrelid, conname, pg_get_constraintdef(oid) AS def, obj_description(oid, 'pg_constraint') AS comment "
+            "FROM pg_constraint WHERE contype = 'c' AND conrelid <> 0 AND conislocal AND convalidated ORDER BY conname",
+        ):
+            checks[c["conrelid"]].append(c)
         for r in rows:
             if not self.filters.relation_selected(r["nspname"], r["relname"]):
                 continue
@@ -474,25 +490,15 @@ class CatalogReader:
                 else:
                     t.inherits.append((p["nspname"], p["relname"]))
             t.columns = self._columns(r["oid"])
-            t.check_constraints = [
-                NamedConstraint(c["conname"], c["def"], c["comment"])
-                for c in _q(
-                    self.conn,
-                    "SELECT conname, pg_get_constraintdef(oid) AS def, obj_description(oid, 'pg_constraint') AS comment "
-                    "FROM pg_constraint WHERE conrelid = %s AND contype = 'c' AND conislocal AND convalidated "
-                    "ORDER BY conname",
-                    [r["oid"]],
-                )
-            ]
+            t.check_constraints = [NamedConstraint(c["conname"], c["def"], c["comment"]) for c in checks[r["oid"]]]
             if self.server.is_yugabyte:
                 t.yb = self._yb_props(r["oid"])
             self._add(t)
 
-    def _columns(self, relid: int) -> list[Column]:
+    def _columns_query(self) -> str:
         generated = "a.attgenerated" if self.v >= 120000 else "''"
-        rows = _q(
-            self.conn,
-            f"SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, "
+        return (
+            f"SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, "
             f"pg_get_expr(d.adbin, d.adrelid) AS default, {generated} AS generated, a.attidentity, a.attislocal, "
             f"CASE WHEN a.attcollation <> t.typcollation THEN (SELECT quote_ident(cn.nspname) || '.' || "
             f"quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace cn ON cn.oid = c.collnamespace "
@@ -500,11 +506,13 @@ class CatalogReader:
             f"col_description(a.attrelid, a.attnum) AS comment, {_acl('a.attacl')} AS acl "
             f"FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             f"LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-            f"WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            [relid],
+            f"JOIN pg_class r ON r.oid = a.attrelid "
+            f"WHERE r.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum"
         )
+
+    def _columns(self, relid: int) -> list[Column]:
         cols = []
-        for r in rows:
+        for r in self._column_rows[relid]:
             col = Column(
                 r["attname"],
                 r["type"],
@@ -885,6 +893,6 @@ def _ordering(opt: int) -> str:
     return "DESC" if opt & INDOPTION_DESC else "ASC"
 
 
-def read_schema(conn: psycopg.Connection, filters: Filters | None = None) -> SchemaModel:
-    """Read the schema of the database ``conn`` is connected to."""
-    return CatalogReader(conn, filters).read()
+def read_schema(conn: psycopg.Connection, filters: Filters | None = None, full: bool = True) -> SchemaModel:
+    """Read the schema of the database ``conn`` is connected to (see ``CatalogReader.read``)."""
+    return CatalogReader(conn, filters).read(full)

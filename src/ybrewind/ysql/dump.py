@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ from ybrewind.ysql.ddl import (
     RenderOptions,
     ident,
 )
-from ybrewind.ysql.model import SchemaModel, Table
+from ybrewind.ysql.model import SchemaModel, Server, Table
 
 DEFAULT_SLICE_BYTES = 256 << 20
 ROWS_PER_INSERT = 100
@@ -447,6 +448,7 @@ class Dumper:
         self.psql = find_psql() if options.use_psql else None
         self.snapshot_setup: list[str] = []
         self.warnings: list[str] = []
+        self.pg_dump: pgdump.PgDumpTool | None = None
 
     # -- shared -----------------------------------------------------------------------------
     def _open(self) -> tuple[psycopg.Connection, Snapshot, SchemaModel]:
@@ -456,7 +458,11 @@ class Dumper:
             if self.opt.read_time_us is not None and not server.is_yugabyte:
                 raise UsageError("reading at a past time (yb_read_time) needs a YugabyteDB source")
             snapshot = Snapshot(conn, server.is_yugabyte, self.opt.snapshot, self.opt.read_time_us)
-            model = catalog.read_schema(conn, self.opt.filters)
+            self.pg_dump, why = self._pg_dump_tool(server)
+            # With pg_dump rendering the schema, the model only serves the data (tables, sequences).
+            model = catalog.read_schema(conn, self.opt.filters, full=self.pg_dump is None)
+            if why:
+                model.warnings.insert(0, why)
             if not server.is_yugabyte:
                 self._lock_tables(conn, model)
         except psycopg.Error as e:
@@ -467,8 +473,9 @@ class Dumper:
     @staticmethod
     def _lock_tables(conn: psycopg.Connection, model: SchemaModel) -> None:
         # Like pg_dump: ACCESS SHARE locks keep tables from being dropped or altered mid-dump.
-        for t in model.tables():
-            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(t.schema or "", t.name)))
+        names = [sql.Identifier(t.schema or "", t.name) for t in model.tables()]
+        for i in range(0, len(names), 1000):  # one statement for many tables: a round trip each is slow
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(names[i : i + 1000])))
 
     def _render(self, model: SchemaModel) -> SchemaScripts:
         """The built-in reader's schema (YugabyteDB sources, --dialect yugabyte, no usable pg_dump)."""
@@ -483,26 +490,25 @@ class Dumper:
         settings = [PostDataStatement(s, "", 0) for s in SCRIPT_PREAMBLE]
         return SchemaScripts(_script_text(SCRIPT_PREAMBLE + pre), settings + post)
 
-    def _pg_dump_tool(self, model: SchemaModel) -> pgdump.PgDumpTool | None:
-        """pg_dump for a PostgreSQL source rendered for PostgreSQL; None: the built-in reader.
+    def _pg_dump_tool(self, server: Server) -> tuple[pgdump.PgDumpTool | None, str]:
+        """pg_dump for a PostgreSQL source rendered for PostgreSQL, or None (the built-in reader)
+        and, if pg_dump was wanted, a warning saying what the built-in reader may lose.
 
         YugabyteDB sources keep the built-in reader: pg_dump cannot render YB's HASH/SPLIT/colocation
-        clauses. Without a pg_dump at least as new as the server, the built-in reader is used with a
-        warning saying what it may lose.
+        clauses.
         """
-        if model.server.is_yugabyte or (self.opt.dialect or model.server.dialect) != "postgres":
-            return None
-        tool, why = pgdump.find_pg_dump(model.server.version_num)
-        if tool is None:
-            model.warnings.insert(
-                0,
-                f"{why}: the schema is read by ybrewind's built-in reader instead, which renders tables, "
-                "types, functions, views, sequences, constraints, indexes, triggers, rules, policies, "
-                "statistics and privileges but may lose details pg_dump keeps (column storage and "
-                "compression, NOT VALID domain constraints, partition index names); the kinds it does not "
-                "render at all are named in the warnings that follow. Install pg_dump to dump the whole schema",
-            )
-        return tool
+        if server.is_yugabyte or (self.opt.dialect or server.dialect) != "postgres":
+            return None, ""
+        tool, why = pgdump.find_pg_dump(server.version_num)
+        if tool is not None:
+            return tool, ""
+        return None, (
+            f"{why}: the schema is read by ybrewind's built-in reader instead, which renders tables, "
+            "types, functions, views, sequences, constraints, indexes, triggers, rules, policies, "
+            "statistics and privileges but may lose details pg_dump keeps (column storage and "
+            "compression, NOT VALID domain constraints, partition index names); the kinds it does not "
+            "render at all are named in the warnings that follow. Install pg_dump to dump the whole schema"
+        )
 
     def _start_schema(
         self, conn: psycopg.Connection, snapshot: Snapshot, model: SchemaModel, pool: ThreadPoolExecutor
@@ -512,7 +518,7 @@ class Dumper:
         pg_dump runs in the background (its own processes, inside the dump's snapshot) while the
         workers dump the data.
         """
-        tool = self._pg_dump_tool(model)
+        tool = self.pg_dump
         if tool is None:
             scripts = self._render(model)
             self.warnings = list(model.warnings)
@@ -612,7 +618,7 @@ class Dumper:
                 "data_only": self.opt.data_only,
                 "jobs": self.opt.jobs,
             },
-            objects=_object_summary(model),
+            objects=_object_summary(model, scripts if self.pg_dump else None),
             files=files,
             post_data=[[p.phase, p.group] for p in post],
             warnings=self.warnings,
@@ -784,7 +790,16 @@ class Dumper:
         )
 
 
-def _object_summary(model: SchemaModel) -> dict[str, Any]:
+def _object_summary(model: SchemaModel, scripts: SchemaScripts | None = None) -> dict[str, Any]:
+    """Counts per object kind (pg_dump's TOC types when pg_dump wrote the schema), schemas, tables."""
+    if scripts is not None:
+        text = scripts.pre + "".join(p.header + "\n" for p in scripts.post)
+        toc = Counter(m.group("type") for m in re.finditer(r"(?m)^" + pgdump.HEADER.pattern, text))
+        return {
+            "counts": dict(sorted(toc.items())),
+            "schemas": [o.name for o in model.objects if type(o).__name__ == "Schema"],
+            "tables": [[t.schema, t.name] for t in model.tables()],
+        }
     counts: dict[str, int] = {}
     for o in model.objects:
         kind = type(o).__name__
