@@ -14,6 +14,7 @@ header lines alone: a header-like comment inside a function body is not an entry
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import os
@@ -82,11 +83,10 @@ class PgDumpTool:
     major: int
 
 
-def _candidates() -> list[str]:
-    """pg_dump on PATH, in ``pg_config --bindir``, and in /usr/lib/postgresql/*/bin (as the sandbox looks)."""
+def _candidates() -> list[list[str]]:
+    """Where pg_dump may be, in order of preference: ``pg_config --bindir`` and
+    /usr/lib/postgresql/*/bin (as the sandbox looks), then PATH (on Debian a version-picking wrapper)."""
     found: list[str] = []
-    if on_path := shutil.which("pg_dump"):
-        found.append(on_path)
     if pg_config := shutil.which("pg_config"):
         try:
             out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
@@ -94,7 +94,8 @@ def _candidates() -> list[str]:
         except (OSError, subprocess.CalledProcessError):
             pass
     found += sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))
-    return [p for p in dict.fromkeys(found) if os.access(p, os.X_OK)]
+    on_path = shutil.which("pg_dump")
+    return [[p for p in dict.fromkeys(found) if os.access(p, os.X_OK)], [on_path] if on_path else []]
 
 
 def _major(path: str) -> int | None:
@@ -106,6 +107,7 @@ def _major(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+@functools.cache
 def find_pg_dump(server_version_num: int) -> tuple[PgDumpTool | None, str]:
     """The newest pg_dump whose major version is at least the server's, or None and why not.
 
@@ -114,15 +116,16 @@ def find_pg_dump(server_version_num: int) -> tuple[PgDumpTool | None, str]:
     """
     need = server_version_num // 10000
     best: PgDumpTool | None = None
-    for path in _candidates():
-        major = _major(path)
-        if major is not None and (best is None or major > best.major):
-            best = PgDumpTool(path, major)
+    for group in _candidates():
+        for path in group:
+            major = _major(path)
+            if major is not None and (best is None or major > best.major):
+                best = PgDumpTool(path, major)
+        if best is not None and best.major >= need:
+            return best, ""
     if best is None:
-        return None, "pg_dump not found (looked on PATH, in pg_config --bindir and /usr/lib/postgresql/*/bin)"
-    if best.major < need:
-        return None, f"pg_dump {best.major} ({best.path}) is older than the server ({need})"
-    return best, ""
+        return None, "pg_dump not found (looked in pg_config --bindir, /usr/lib/postgresql/*/bin and on PATH)"
+    return None, f"pg_dump {best.major} ({best.path}) is older than the server ({need})"
 
 
 def filter_args(filters: Filters) -> list[str]:
