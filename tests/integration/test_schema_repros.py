@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, PgServer
 from tests.support.schema import pg_dump_schema, populated
-from ybrewind.errors import YbrewindError
+from ybrewind.errors import UsageError, YbrewindError
 from ybrewind.ysql import pgdump
 from ybrewind.ysql.compare import compare
 from ybrewind.ysql.dump import DumpOptions, dump
@@ -127,3 +127,11 @@ def test_builtin_reader_names_what_it_drops_and_load_says_so_first(
             assert f"warning: {name} is not dumped" in err
     finally:
         pg.drop_database(target)
+
+
+def test_compare_without_pg_dump_refuses_rather_than_compare_blind(
+    pg: PgServer, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgdump, "find_pg_dump", lambda _version: (None, "pg_dump not found (test)"))
+    with pytest.raises(UsageError, match=r"needs pg_dump.*pg_dump not found"):
+        compare(pg.endpoint(db), pg.endpoint(db))
