@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PgServer
+from tests.conftest import REPO_ROOT, PgServer
 from tests.integration.test_schema_generated import ensure_role, round_trip
 
 ROUTES = [
@@ -32,3 +32,10 @@ CASES = {
 def test_regression_round_trips(pg: PgServer, name: str, route: dict[str, object]) -> None:
     ensure_role(pg)
     round_trip(pg, CASES[name], route)
+
+
+@pytest.mark.parametrize("route", ROUTES[1:], ids=["j3-zstd", "j3-psql"])
+def test_pagila_like_round_trips(pg: PgServer, route: dict[str, object]) -> None:
+    """A from-memory rendition of the public pagila sample: views over a custom aggregate (which the
+    built-in reader could not render), tsvector trigger, partitioned payments, deferred FKs."""
+    round_trip(pg, (REPO_ROOT / "fixtures" / "ysql" / "pagila-like.sql").read_text(), route)
