@@ -543,6 +543,9 @@ class Dumper:
             if whole_database and row and row[0]:
                 args = ["--section=data", f"--snapshot={snapshot.name}", "--blobs", "--exclude-table-data=*.*"]
                 data = pool.submit(pgdump.run_pg_dump, tool, self.source, args)
+            elif self.opt.data_only and row and row[0]:
+                # A large object is created by pre-data (lo_create), which a data-only dump has not.
+                self.warnings.append("large objects are not dumped by a data-only dump (dump them with the schema)")
         sequences = [] if self.opt.schema_only else DdlWriter(model).sequence_values()
 
         def collect() -> SchemaScripts:
