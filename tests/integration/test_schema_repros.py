@@ -135,3 +135,18 @@ def test_compare_without_pg_dump_refuses_rather_than_compare_blind(
     monkeypatch.setattr(pgdump, "find_pg_dump", lambda _version: (None, "pg_dump not found (test)"))
     with pytest.raises(UsageError, match=r"needs pg_dump.*pg_dump not found"):
         compare(pg.endpoint(db), pg.endpoint(db))
+
+
+def test_builtin_reader_keeps_a_matview_unpopulated(
+    pg: PgServer, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in reader (YugabyteDB sources, no pg_dump) refreshes only populated matviews."""
+    monkeypatch.setattr(pgdump, "find_pg_dump", lambda _version: (None, "pg_dump not found (test)"))
+    pg.psql(db, "-c", BLOCKS["unpopulated_matview"] + "CREATE MATERIALIZED VIEW full_mv AS SELECT 2 AS y;")
+    dump(pg.endpoint(db), tmp_path / "dump", DumpOptions())
+    target = f"{db}_mv"
+    try:
+        load(tmp_path / "dump", pg.endpoint(target), LoadOptions(create=True))
+        assert populated(pg, target) == populated(pg, db) == [("public", "full_mv", True), ("public", "mv", False)]
+    finally:
+        pg.drop_database(target)

@@ -553,7 +553,8 @@ class CatalogReader:
             self.conn,
             f"SELECT c.oid, c.relname, n.nspname, c.relkind, pg_get_userbyid(c.relowner) AS owner, "
             f"obj_description(c.oid, 'pg_class') AS comment, {_acl('c.relacl')} AS acl, c.reloptions, "
-            f"pg_get_viewdef(c.oid, true) AS def "
+            # relispopulated is in YugabyteDB's pg_class too (src/postgres/src/include/catalog/pg_class.h)
+            f"pg_get_viewdef(c.oid, true) AS def, c.relispopulated "
             f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE c.relkind IN ('v', 'm') AND {USER_NAMESPACES} AND "
             + NOT_IN_EXTENSION.format(catalog="'pg_class'", oid="c.oid"),
@@ -570,6 +571,7 @@ class CatalogReader:
                 _grants(r["acl"]),
                 definition=r["def"].strip().rstrip(";"),
                 materialized=r["relkind"] == "m",
+                populated=r["relispopulated"],
                 options=list(r["reloptions"] or []),
             )
             for c in _q(

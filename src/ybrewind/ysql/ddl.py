@@ -385,7 +385,8 @@ class DdlWriter:
         for stmt in self.sequence_values():
             add(stmt, ("", "sequences"), PHASE_SEQUENCES)
         for v in self.model.materialized_views():
-            add(f"REFRESH MATERIALIZED VIEW {qualified(v)}", ("", "refresh"), PHASE_REFRESH)
+            if v.populated:
+                add(f"REFRESH MATERIALIZED VIEW {qualified(v)}", ("", "refresh"), PHASE_REFRESH)
         return sorted(out, key=lambda p: p.phase)  # stable: a script run top to bottom is valid
 
     def index(self, i: Index) -> str:
