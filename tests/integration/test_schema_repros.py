@@ -150,3 +150,19 @@ def test_builtin_reader_keeps_a_matview_unpopulated(
         assert populated(pg, target) == populated(pg, db) == [("public", "full_mv", True), ("public", "mv", False)]
     finally:
         pg.drop_database(target)
+
+
+def test_builtin_reader_adds_not_valid_domain_constraints_after_the_data(
+    pg: PgServer, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgdump, "find_pg_dump", lambda _version: (None, "pg_dump not found (test)"))
+    pg.psql(db, "-c", "CREATE DOMAIN posint AS int; CREATE TABLE t (v posint); INSERT INTO t VALUES (-1); "
+            "ALTER DOMAIN posint ADD CONSTRAINT posint_check CHECK (VALUE > 0) NOT VALID; "
+            "COMMENT ON CONSTRAINT posint_check ON DOMAIN posint IS 'later';")
+    dump(pg.endpoint(db), tmp_path / "dump", DumpOptions())
+    target = f"{db}_dom"
+    try:
+        load(tmp_path / "dump", pg.endpoint(target), LoadOptions(create=True))
+        assert pg_dump_schema(pg, target) == pg_dump_schema(pg, db)
+    finally:
+        pg.drop_database(target)
