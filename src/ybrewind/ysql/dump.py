@@ -16,7 +16,6 @@ same snapshot, so the dump is one instant of the database even under concurrent 
 from __future__ import annotations
 
 import math
-import os
 import queue
 import re
 import select
@@ -35,7 +34,6 @@ from typing import IO, Any, Literal
 
 import psycopg
 from psycopg import pq, sql
-from psycopg.conninfo import make_conninfo
 from psycopg.errors import error_from_result
 
 from ybrewind import manifest as mf
@@ -315,17 +313,10 @@ def copy_via_psql(psql: str, source: PgEndpoint, setup: list[str], query: str, s
     snapshot first, so it reads the same instant. The password goes through the child's environment,
     never its command line.
     """
-    params = source.params()
-    env = dict(os.environ)
-    password = params.pop("password", None)
-    if password:
-        env["PGPASSWORD"] = str(password)
-    argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-    if params:
-        argv += ["-d", make_conninfo(**params)]
+    env, dbname = pgdump.child_connection(source)
+    argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *dbname]
     for statement in [*setup, query]:
         argv += ["-c", statement]
-    env.setdefault("PGAPPNAME", "ybrewind")
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         rows = 0

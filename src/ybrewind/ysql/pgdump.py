@@ -24,6 +24,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
+
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError
 from ybrewind.ysql import script
@@ -151,8 +153,8 @@ def filter_args(filters: Filters) -> list[str]:
     return args
 
 
-def run_pg_dump(tool: PgDumpTool, source: PgEndpoint, args: list[str]) -> str:
-    """pg_dump's plain output for ``args``; a failure is a one-line DatabaseError.
+def child_connection(source: PgEndpoint) -> tuple[dict[str, str], list[str]]:
+    """(environment, ``--dbname`` arguments) for a libpq client child process (pg_dump, psql).
 
     The password goes through the child's environment, never its command line.
     """
@@ -161,13 +163,15 @@ def run_pg_dump(tool: PgDumpTool, source: PgEndpoint, args: list[str]) -> str:
     password = params.pop("password", None)
     if password:
         env["PGPASSWORD"] = str(password)
-    from psycopg.conninfo import make_conninfo
-
-    argv = [tool.path, "--format=plain", *args]
-    if params:
-        argv += ["--dbname", make_conninfo(**params)]
     env.setdefault("PGAPPNAME", "ybrewind")
-    proc = subprocess.run(argv, capture_output=True, env=env)
+    return env, (["--dbname", make_conninfo(**params)] if params else [])
+
+
+def run_pg_dump(tool: PgDumpTool, source: PgEndpoint, args: list[str]) -> str:
+    """pg_dump's plain output for ``args`` (in UTF-8 whatever the database's encoding); a failure
+    is a one-line DatabaseError."""
+    env, dbname = child_connection(source)
+    proc = subprocess.run([tool.path, "--format=plain", "--encoding=UTF8", *args, *dbname], capture_output=True, env=env)
     if proc.returncode != 0:
         errors = proc.stderr.decode(errors="replace").splitlines()
         lines = [ln for ln in errors if "error:" in ln] or errors or [f"exited with {proc.returncode}"]
