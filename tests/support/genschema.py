@@ -120,7 +120,7 @@ def schema_script(draw: st.DrawFn, schema: str) -> str:
         fn, arg = name(), name()
         out.append(
             f"CREATE FUNCTION {ident(schema, fn)}({ident(arg)} integer) RETURNS integer LANGUAGE sql IMMUTABLE "
-            f"AS {lit('SELECT $1 + 1')}"
+            f"AS {lit('SELECT $1 / 2')}"
         )
         if draw(st.booleans()):
             agg = name()
