@@ -39,7 +39,7 @@ from psycopg.errors import error_from_result
 from ybrewind import manifest as mf
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError, YbrewindError
-from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
+from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, fsync_files, storage_error
 from ybrewind.progress import Progress
 from ybrewind.ysql import catalog, pgdump
 from ybrewind.ysql.ddl import (
@@ -698,13 +698,18 @@ class Dumper:
             if isinstance(e, psycopg.Error):
                 raise _translate(e, "dumping data") from None
             raise e
-        self.progress.done(bar)
+        # The files were written without a sync each: syncing them together is faster, and the
+        # manifest, written last, vouches for none of them before this.
+        paths = [outdir / f.path for f in results]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fsync_files, [paths[i :: workers] for i in range(workers)]))
         fsync_dir(outdir / "data")
+        self.progress.done(bar)
         return sorted(results, key=lambda f: f.path)
 
     def _dump_slice(self, conn: psycopg.Connection, path: Path, name: str, s: Slice, bar: Any) -> mf.FileEntry:
         t = s.table
-        with atomic_write(path, compress=self.opt.compress) as w:
+        with atomic_write(path, compress=self.opt.compress, sync=False) as w:
 
             def sink(data: bytes) -> None:
                 w.write(data)
