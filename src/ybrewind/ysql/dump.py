@@ -519,11 +519,9 @@ class Dumper:
         common = [f"--snapshot={snapshot.name}", *pgdump.filter_args(self.opt.filters)]
         common += [] if self.opt.owners else ["--no-owner"]
         common += [] if self.opt.privileges else ["--no-privileges"]
-        pre: Future[str] | None = None
-        if not self.opt.data_only:
-            blobs = [] if not self.opt.schema_only else ["--no-blobs"]
-            pre = pool.submit(pgdump.run_pg_dump, tool, self.source, ["--section=pre-data", *common, *blobs])
-        post = pool.submit(pgdump.run_pg_dump, tool, self.source, ["--section=post-data", *common])
+        sections = ["post-data"] if self.opt.data_only else ["pre-data", "post-data"]
+        common += ["--no-blobs"] if self.opt.schema_only else []
+        texts = pool.submit(pgdump.schema_sections, tool, self.source, common, sections)
         data: Future[str] | None = None
         if not self.opt.schema_only:
             # Large objects from pg_dump's data section without the table data. Sequence values come
@@ -540,12 +538,13 @@ class Dumper:
         sequences = [] if self.opt.schema_only else DdlWriter(model).sequence_values()
 
         def collect() -> SchemaScripts:
-            preamble, entries = pgdump.parse(post.result())
+            *pre, post = texts.result()
+            preamble, entries = pgdump.parse(post)
             statements = pgdump.post_data_statements(preamble, entries, data_only=self.opt.data_only)
             statements += [PostDataStatement(s, "", PHASE_SEQUENCES) for s in sequences]
             large_objects = large_object_statements(pgdump.parse(data.result())[1]) if data is not None else []
             statements.sort(key=lambda p: p.phase)
-            return SchemaScripts(pre.result() if pre is not None else "", statements, large_objects)
+            return SchemaScripts(pre[0] if pre else "", statements, large_objects)
 
         return collect
 

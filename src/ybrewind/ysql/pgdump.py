@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,10 @@ def _candidates() -> list[list[str]]:
             pass
     found += sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))
     on_path = shutil.which("pg_dump")
-    return [[p for p in dict.fromkeys(found) if os.access(p, os.X_OK)], [on_path] if on_path else []]
+    def usable(path: str) -> bool:  # pg_restore prints the sections of pg_dump's archive
+        return os.access(path, os.X_OK) and os.access(Path(path).with_name("pg_restore"), os.X_OK)
+
+    return [[p for p in dict.fromkeys(found) if usable(p)], [on_path] if on_path and usable(on_path) else []]
 
 
 def _major(path: str) -> int | None:
@@ -167,16 +171,35 @@ def child_connection(source: PgEndpoint) -> tuple[dict[str, str], list[str]]:
     return env, (["--dbname", make_conninfo(**params)] if params else [])
 
 
+def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, env=env)
+    if proc.returncode != 0:
+        errors = proc.stderr.decode(errors="replace").splitlines()
+        lines = [ln for ln in errors if "error:" in ln] or errors or [f"exited with {proc.returncode}"]
+        raise DatabaseError(f"{Path(argv[0]).name}: " + lines[0].split("error:", 1)[-1].strip())
+    return proc.stdout.decode()
+
+
 def run_pg_dump(tool: PgDumpTool, source: PgEndpoint, args: list[str]) -> str:
     """pg_dump's plain output for ``args`` (in UTF-8 whatever the database's encoding); a failure
     is a one-line DatabaseError."""
     env, dbname = child_connection(source)
-    proc = subprocess.run([tool.path, "--format=plain", "--encoding=UTF8", *args, *dbname], capture_output=True, env=env)
-    if proc.returncode != 0:
-        errors = proc.stderr.decode(errors="replace").splitlines()
-        lines = [ln for ln in errors if "error:" in ln] or errors or [f"exited with {proc.returncode}"]
-        raise DatabaseError("pg_dump: " + lines[0].split("error:", 1)[-1].strip())
-    return proc.stdout.decode()
+    return _run([tool.path, "--format=plain", "--encoding=UTF8", *args, *dbname], env)
+
+
+def schema_sections(tool: PgDumpTool, source: PgEndpoint, args: list[str], sections: list[str]) -> list[str]:
+    """The plain text of each of ``sections`` (pre-data, post-data), from one pg_dump run.
+
+    pg_dump reads the whole catalog whatever sections it prints, so it runs once into a custom-format
+    archive, and pg_restore (a local file read, no server) prints each section as pg_dump would.
+    """
+    env, dbname = child_connection(source)
+    pg_restore = str(Path(tool.path).with_name("pg_restore"))
+    with tempfile.TemporaryDirectory(prefix="ybrewind-schema-") as work:
+        archive = str(Path(work) / "schema.dump")
+        selected = [f"--section={s}" for s in sections]
+        _run([tool.path, "--format=custom", "--compress=0", "--encoding=UTF8", "--file", archive, *selected, *args, *dbname], env)
+        return [_run([pg_restore, f"--section={s}", "--file=-", archive]) for s in sections]
 
 
 @dataclass
