@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,11 +45,50 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - t0
 
 
+SMALL_TABLES = """
+DO $$BEGIN
+    FOR i IN 1..{tables} LOOP
+        EXECUTE format('CREATE TABLE t%s (id serial PRIMARY KEY, v text, n numeric DEFAULT 0, ts timestamptz)', i);
+        EXECUTE format('CREATE INDEX ON t%s (v)', i);
+        EXECUTE format('INSERT INTO t%s (v, ts) SELECT md5(g::text), now() FROM generate_series(1, 5) g', i);
+    END LOOP;
+END$$;
+"""
+
+
+def small_tables(
+    args: argparse.Namespace, bin_: Path, ybrewind: str, env: dict[str, str], url: Callable[..., str], work: Path
+) -> None:
+    """Many small tables (a regression-suite-like database): the cost per table, not per byte."""
+    with psycopg.connect(url(), autocommit=True) as c:
+        c.execute("CREATE DATABASE small")
+    with psycopg.connect(url("small"), autocommit=True) as c:
+        c.execute(SMALL_TABLES.replace("{tables}", str(args.small_tables)).encode())
+    j = str(args.jobs)
+    best: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for tool, argv in (
+            ("pg_dump -Fd", [str(bin_ / "pg_dump"), "-Fd", "-Z", "0", "-j", j, "-f", str(work / "pg"), "-d", url("small")]),
+            ("ybrewind dump", [ybrewind, "dump", "-q", "-j", j, url("small"), str(work / "yb")]),
+        ):
+            best[tool] = min(best.get(tool, 1e9), run(argv, env))
+            shutil.rmtree(work / ("pg" if tool.startswith("pg") else "yb"))
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"\n### dump_load --small-tables, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({machine}, fsync=off)\n")
+    print(f"{args.small_tables} tables of 5 rows (serial key, index), -j {j}, best of {args.repeat}.\n")
+    print("| operation | ybrewind | pg_dump -Fd -Z 0 | ratio |")
+    print("|---|---:|---:|---:|")
+    yb, pg = best["ybrewind dump"], best["pg_dump -Fd"]
+    print(f"| dump -j {j}, {args.small_tables} small tables | {yb:.2f} s | {pg:.2f} s | {yb / pg:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, default=60, help="pgbench scale (60 is about 770 MB of table data)")
     ap.add_argument("--wide-rows", type=int, default=1_500_000)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--small-tables", type=int, default=0, help="instead: time dumps of N tables of 5 rows each")
+    ap.add_argument("--repeat", type=int, default=3, help="--small-tables: runs per tool, the best is kept")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ybrewind-bench-"))
     os.chmod(work, 0o755)
@@ -59,6 +99,9 @@ def main() -> None:
     url = sb.url
     j = str(args.jobs)
     try:
+        if args.small_tables:
+            small_tables(args, bin_, ybrewind, env, url, work)
+            return
         with psycopg.connect(url(), autocommit=True) as c:
             c.execute("CREATE DATABASE bench")
         print(f"building dataset: pgbench scale {args.scale} + {args.wide_rows} wide rows ...", file=sys.stderr)

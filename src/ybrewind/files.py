@@ -65,8 +65,11 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, sync: bool = True) -> Iterator[BinaryIO]:
     """Create ``path`` (mode 0600) atomically: unique temp file, fsync, rename, directory fsync.
+
+    ``sync=False`` leaves both fsyncs to the caller (``fsync_files`` and ``fsync_dir``), who must
+    do them before anything (a manifest) vouches for the file: many small files sync faster together.
 
     The block writes into the yielded (seekable) file. A unique temp name keeps two concurrent
     writers of one target apart: the last rename wins and each rename carries one writer's
@@ -82,10 +85,12 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     try:
         yield f
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-        fsync_dir(path.parent)  # the rename itself must survive a crash
+        if sync:
+            fsync_dir(path.parent)  # the rename itself must survive a crash
     except OSError as e:
         _discard(f, tmp)
         raise storage_error(path, e) from None
@@ -151,12 +156,25 @@ class AtomicWriter:
 
 
 @contextmanager
-def atomic_write(path: Path, *, compress: bool = False) -> Iterator[AtomicWriter]:
+def atomic_write(path: Path, *, compress: bool = False, sync: bool = True) -> Iterator[AtomicWriter]:
     """``atomic_file`` with a sha256 of the bytes on disk, zstd-compressed if asked."""
-    with atomic_file(path) as f:
+    with atomic_file(path, sync=sync) as f:
         writer = AtomicWriter(_HashingSink(f), compress)
         yield writer
         writer._finish()
+
+
+def fsync_files(paths: list[Path]) -> None:
+    """fsync files written with ``sync=False``."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise storage_error(path, e) from None
 
 
 def sha256_file(path: Path) -> str:

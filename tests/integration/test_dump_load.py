@@ -43,7 +43,7 @@ def test_round_trip_fixture(
 ) -> None:
     """use_psql: COPY data read by psql children (the default when psql exists) or in-process."""
     out = tmp_path / "dump"
-    options = DumpOptions(jobs=jobs, compress=compress, slice_bytes=1 << 20, use_psql=use_psql)
+    options = DumpOptions(jobs=jobs, compress=compress, slice_bytes=1 << 20, use_psql=use_psql, psql_min_bytes=0)
     res = dump(pg.endpoint(fixture_db), out, options)
     assert res.rows > 50_000
     manifest = mf.read(out)
@@ -168,7 +168,7 @@ def test_password_in_url_works_for_psql_workers_and_is_written_nowhere(pg: PgSer
         conn.execute("GRANT SELECT ON t TO dumper_pw")
     url = f"postgresql://dumper_pw:s3cret-Pw@127.0.0.1:{pg.sandbox.port}/{db}"
     out = tmp_path / "dump"
-    res = dump(PgEndpoint.parse(url), out, DumpOptions(jobs=2, slice_bytes=16 << 10))  # psql children need it
+    res = dump(PgEndpoint.parse(url), out, DumpOptions(jobs=2, slice_bytes=16 << 10, psql_min_bytes=0))  # psql children need it
     assert res.rows == 3000
     for path in out.rglob("*"):
         if path.is_file():

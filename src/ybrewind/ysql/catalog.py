@@ -166,20 +166,24 @@ class CatalogReader:
         self.model = SchemaModel(server=self.server, database=self._database())
 
     # -- entry point -------------------------------------------------------------------------
-    def read(self) -> SchemaModel:
+    def read(self, full: bool = True) -> SchemaModel:
+        """The whole schema; with ``full=False`` only schemas, sequences and tables (what a dump
+        whose schema pg_dump renders needs for the data: columns, sizes, sequence values)."""
         conn = self.conn
         conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
         if not self.filters.only_relations:
             self._schemas()
-            self._extensions()
-            self._types()
-            self._functions()
+            if full:
+                self._extensions()
+                self._types()
+                self._functions()
         self._sequences()
         self._tables()
-        self._views()
-        self._post_data()
-        self._warn_unsupported()
-        self._dependencies()
+        if full:
+            self._views()
+            self._post_data()
+            self._warn_unsupported()
+            self._dependencies()
         self.model.objects = self._sorted()
         return self.model
 
@@ -457,6 +461,18 @@ class CatalogReader:
             "JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE pc.relkind IN ('r', 'p') ORDER BY i.inhseqno",
         ):
             parents[p["inhrelid"]].append(p)
+        # One query each for all tables' columns and CHECKs: a query per table costs a round trip
+        # per table, which dominates a dump of many small tables.
+        self._column_rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for c in _q(self.conn, self._columns_query()):
+            self._column_rows[c["attrelid"]].append(c)
+        checks: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for c in _q(
+            self.conn,
+            "SELECT conrelid, conname, pg_get_constraintdef(oid) AS def, obj_description(oid, 'pg_constraint') AS comment "
+            "FROM pg_constraint WHERE contype = 'c' AND conrelid <> 0 AND conislocal AND convalidated ORDER BY conname",
+        ):
+            checks[c["conrelid"]].append(c)
         for r in rows:
             if not self.filters.relation_selected(r["nspname"], r["relname"]):
                 continue
@@ -483,25 +499,15 @@ class CatalogReader:
                 else:
                     t.inherits.append((p["nspname"], p["relname"]))
             t.columns = self._columns(r["oid"])
-            t.check_constraints = [
-                NamedConstraint(c["conname"], c["def"], c["comment"])
-                for c in _q(
-                    self.conn,
-                    "SELECT conname, pg_get_constraintdef(oid) AS def, obj_description(oid, 'pg_constraint') AS comment "
-                    "FROM pg_constraint WHERE conrelid = %s AND contype = 'c' AND conislocal AND convalidated "
-                    "ORDER BY conname",
-                    [r["oid"]],
-                )
-            ]
+            t.check_constraints = [NamedConstraint(c["conname"], c["def"], c["comment"]) for c in checks[r["oid"]]]
             if self.server.is_yugabyte:
                 t.yb = self._yb_props(r["oid"])
             self._add(t)
 
-    def _columns(self, relid: int) -> list[Column]:
+    def _columns_query(self) -> str:
         generated = "a.attgenerated" if self.v >= 120000 else "''"
-        rows = _q(
-            self.conn,
-            f"SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, "
+        return (
+            f"SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, "
             f"pg_get_expr(d.adbin, d.adrelid) AS default, {generated} AS generated, a.attidentity, a.attislocal, "
             f"CASE WHEN a.attcollation <> t.typcollation THEN (SELECT quote_ident(cn.nspname) || '.' || "
             f"quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace cn ON cn.oid = c.collnamespace "
@@ -509,11 +515,13 @@ class CatalogReader:
             f"col_description(a.attrelid, a.attnum) AS comment, {_acl('a.attacl')} AS acl "
             f"FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             f"LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-            f"WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            [relid],
+            f"JOIN pg_class r ON r.oid = a.attrelid "
+            f"WHERE r.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum"
         )
+
+    def _columns(self, relid: int) -> list[Column]:
         cols = []
-        for r in rows:
+        for r in self._column_rows[relid]:
             col = Column(
                 r["attname"],
                 r["type"],
@@ -554,7 +562,8 @@ class CatalogReader:
             self.conn,
             f"SELECT c.oid, c.relname, n.nspname, c.relkind, pg_get_userbyid(c.relowner) AS owner, "
             f"obj_description(c.oid, 'pg_class') AS comment, {_acl('c.relacl')} AS acl, c.reloptions, "
-            f"pg_get_viewdef(c.oid, true) AS def "
+            # relispopulated is in YugabyteDB's pg_class too (src/postgres/src/include/catalog/pg_class.h)
+            f"pg_get_viewdef(c.oid, true) AS def, c.relispopulated "
             f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE c.relkind IN ('v', 'm') AND {USER_NAMESPACES} AND "
             + NOT_IN_EXTENSION.format(catalog="'pg_class'", oid="c.oid"),
@@ -571,6 +580,7 @@ class CatalogReader:
                 _grants(r["acl"]),
                 definition=r["def"].strip().rstrip(";"),
                 materialized=r["relkind"] == "m",
+                populated=r["relispopulated"],
                 options=list(r["reloptions"] or []),
             )
             for c in _q(
@@ -757,6 +767,46 @@ class CatalogReader:
             "default privileges": "SELECT pg_get_userbyid(defaclrole) || ' ' || defaclobjtype::text AS name FROM pg_default_acl",
             "publication": "SELECT pubname AS name FROM pg_publication WHERE pubname NOT LIKE 'ybrewind%%'",
             "large object": "SELECT count(*)::text || ' large objects' AS name FROM pg_largeobject_metadata HAVING count(*) > 0",
+            # User objects of catalogs without a namespace have oids from FirstNormalObjectId (16384) up.
+            "cast": "SELECT format('(%s AS %s)', c.castsource::regtype, c.casttarget::regtype) AS name FROM pg_cast c "
+            "WHERE c.oid >= 16384 AND " + NOT_IN_EXTENSION.format(catalog="'pg_cast'", oid="c.oid")
+            # a range type's multirange casts are part of the type (internal dependency)
+            + " AND " + NOT_IN_EXTENSION.replace("'e'", "'i'").format(catalog="'pg_cast'", oid="c.oid"),
+            "base type": f"SELECT t.oid::regtype::text AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            f"WHERE t.typtype IN ('b', 'p') AND {USER_NAMESPACES} AND NOT EXISTS (SELECT 1 FROM pg_type e "
+            "WHERE e.typarray = t.oid) AND " + NOT_IN_EXTENSION.format(catalog="'pg_type'", oid="t.oid"),
+            "operator class": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(o.opcname) AS name FROM pg_opclass o "
+            f"JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_opclass'", oid="o.oid"),
+            "operator family": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(o.opfname) AS name FROM pg_opfamily o "
+            f"JOIN pg_namespace n ON n.oid = o.opfnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_opfamily'", oid="o.oid"),
+            "text search dictionary": f"SELECT td.oid::regdictionary::text AS name FROM pg_ts_dict td JOIN pg_namespace n "
+            f"ON n.oid = td.dictnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_dict'", oid="td.oid"),
+            "text search parser": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(p.prsname) AS name FROM pg_ts_parser p "
+            f"JOIN pg_namespace n ON n.oid = p.prsnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_parser'", oid="p.oid"),
+            "text search template": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(t.tmplname) AS name "
+            f"FROM pg_ts_template t JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_ts_template'", oid="t.oid"),
+            "conversion": f"SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) AS name FROM pg_conversion c "
+            f"JOIN pg_namespace n ON n.oid = c.connamespace WHERE {USER_NAMESPACES} AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_conversion'", oid="c.oid"),
+            "access method": "SELECT quote_ident(a.amname) AS name FROM pg_am a WHERE a.oid >= 16384 AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_am'", oid="a.oid"),
+            "procedural language": "SELECT quote_ident(l.lanname) AS name FROM pg_language l WHERE l.oid >= 16384 AND "
+            + NOT_IN_EXTENSION.format(catalog="'pg_language'", oid="l.oid"),
+            "transform": "SELECT format('FOR %s LANGUAGE %s', t.trftype::regtype, l.lanname) AS name FROM pg_transform t "
+            "JOIN pg_language l ON l.oid = t.trflang WHERE " + NOT_IN_EXTENSION.format(catalog="'pg_transform'", oid="t.oid"),
+            "foreign data wrapper": "SELECT quote_ident(w.fdwname) AS name FROM pg_foreign_data_wrapper w WHERE "
+            + NOT_IN_EXTENSION.format(catalog="'pg_foreign_data_wrapper'", oid="w.oid"),
+            "server": "SELECT quote_ident(s.srvname) AS name FROM pg_foreign_server s WHERE "
+            + NOT_IN_EXTENSION.format(catalog="'pg_foreign_server'", oid="s.oid"),
+            "user mapping": "SELECT format('FOR %s SERVER %s', quote_ident(usename), quote_ident(srvname)) AS name "
+            "FROM pg_user_mappings",
+            "subscription": "SELECT quote_ident(subname) AS name FROM pg_subscription "
+            "WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         }
         for kind, query in checks.items():
             for r in _q(self.conn, query):
@@ -856,6 +906,6 @@ def _ordering(opt: int) -> str:
     return "DESC" if opt & INDOPTION_DESC else "ASC"
 
 
-def read_schema(conn: psycopg.Connection, filters: Filters | None = None) -> SchemaModel:
-    """Read the schema of the database ``conn`` is connected to."""
-    return CatalogReader(conn, filters).read()
+def read_schema(conn: psycopg.Connection, filters: Filters | None = None, full: bool = True) -> SchemaModel:
+    """Read the schema of the database ``conn`` is connected to (see ``CatalogReader.read``)."""
+    return CatalogReader(conn, filters).read(full)

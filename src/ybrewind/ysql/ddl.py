@@ -32,6 +32,7 @@ from ybrewind.ysql.model import (
     Grant,
     Index,
     KeyColumn,
+    NamedConstraint,
     RangeType,
     Schema,
     SchemaModel,
@@ -81,6 +82,7 @@ class PostDataStatement:
     sql: str
     group: str
     phase: int
+    header: str = ""  # a comment line written before the statement (pg_dump's TOC header)
 
 
 @dataclass
@@ -150,7 +152,8 @@ class DdlWriter:
                     parts.append(f"DEFAULT {obj.default}")
                 if obj.not_null:
                     parts.append("NOT NULL")
-                parts += [f"CONSTRAINT {ident(c.name)} {c.definition}" for c in obj.constraints]
+                # NOT VALID constraints are added after the data (post_data), as pg_dump does
+                parts += [f"CONSTRAINT {ident(c.name)} {c.definition}" for c in obj.constraints if not _not_valid(c)]
                 return [" ".join(parts)]
             case RangeType():
                 opts = [f"subtype = {obj.subtype}"]
@@ -291,7 +294,7 @@ class DdlWriter:
             out += [
                 f"COMMENT ON CONSTRAINT {ident(c.name)} ON DOMAIN {name} IS {literal(c.comment)}"
                 for c in obj.constraints
-                if c.comment is not None
+                if c.comment is not None and not _not_valid(c)
             ]
         return out
 
@@ -302,6 +305,15 @@ class DdlWriter:
         def add(stmt: str, table: tuple[str, str], phase: int) -> None:
             out.append(PostDataStatement(stmt, ".".join(table), phase))
 
+        for d in self.model.objects:
+            if isinstance(d, Domain):
+                for dc in d.constraints:
+                    if _not_valid(dc):
+                        stmt = f"ALTER DOMAIN {qualified(d)} ADD CONSTRAINT {ident(dc.name)} {dc.definition}"
+                        add(stmt, (d.schema or "", d.name), PHASE_INDEXES)
+                        if dc.comment is not None:
+                            stmt = f"COMMENT ON CONSTRAINT {ident(dc.name)} ON DOMAIN {qualified(d)} IS {literal(dc.comment)}"
+                            add(stmt, (d.schema or "", d.name), PHASE_INDEXES)
         for c in self.model.constraints:
             if self.yb and c.type == "p":
                 continue  # declared inside CREATE TABLE
@@ -395,7 +407,8 @@ class DdlWriter:
         for stmt in self.sequence_values():
             add(stmt, ("", "sequences"), PHASE_SEQUENCES)
         for v in self.model.materialized_views():
-            add(f"REFRESH MATERIALIZED VIEW {qualified(v)}", ("", "refresh"), PHASE_REFRESH)
+            if v.populated:
+                add(f"REFRESH MATERIALIZED VIEW {qualified(v)}", ("", "refresh"), PHASE_REFRESH)
         return sorted(out, key=lambda p: p.phase)  # stable: a script run top to bottom is valid
 
     def index(self, i: Index) -> str:
@@ -479,6 +492,11 @@ class DdlWriter:
 
 
 # -- helpers shared with tests and the YB renderer ---------------------------------------------
+def _not_valid(c: NamedConstraint) -> bool:
+    return c.definition.endswith(" NOT VALID")
+
+
+
 def sequence_options(o: SequenceOptions, with_type: bool = True) -> str:
     return (
         (f"\n    AS {o.data_type}" if with_type else "")

@@ -16,7 +16,6 @@ same snapshot, so the dump is one instant of the database even under concurrent 
 from __future__ import annotations
 
 import math
-import os
 import queue
 import re
 import select
@@ -25,7 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,16 +34,15 @@ from typing import IO, Any, Literal
 
 import psycopg
 from psycopg import pq, sql
-from psycopg.conninfo import make_conninfo
 from psycopg.errors import error_from_result
 
 from ybrewind import manifest as mf
 from ybrewind.check import YB_DEFAULT_HISTORY_RETENTION_S, estimated_dump_seconds
 from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError, StorageError, UsageError, YbrewindError
-from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, storage_error
+from ybrewind.files import CHUNK, ZSTD_SUFFIX, atomic_write, fsync_dir, fsync_files, storage_error
 from ybrewind.progress import Progress
-from ybrewind.ysql import catalog, subset
+from ybrewind.ysql import catalog, pgdump, subset
 from ybrewind.ysql.ddl import (
     PHASE_REFRESH,
     PHASE_SEQUENCES,
@@ -53,7 +53,7 @@ from ybrewind.ysql.ddl import (
     RenderOptions,
     ident,
 )
-from ybrewind.ysql.model import SchemaModel, Table
+from ybrewind.ysql.model import SchemaModel, Server, Table
 from ybrewind.ysql.stream import hybrid_time_to_unix_us, is_hybrid_time_snapshot
 
 DEFAULT_SLICE_BYTES = 256 << 20
@@ -83,8 +83,11 @@ class DumpOptions:
     read_time_us: int | None = None
     # YugabyteDB: the cluster's timestamp_history_retention_interval_sec (SQL cannot read it).
     yb_history_retention_s: int = YB_DEFAULT_HISTORY_RETENTION_S
-    # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql).
+    # Read COPY data through a psql child process when psql is installed (faster; see copy_via_psql),
+    # for slices of at least psql_min_bytes: starting a child costs tens of milliseconds, which a
+    # small table never wins back, so small tables are read in-process on the worker's connection.
     use_psql: bool = True
+    psql_min_bytes: int = 32 << 20
     subset: Any = None  # ysql/subset.SubsetSpec: --subset / --mask
 
     def validate(self) -> None:
@@ -121,6 +124,53 @@ class Slice:
     @property
     def label(self) -> str:
         return f"{self.table.schema}.{self.table.name}" + (f" [{self.index + 1}]" if self.where is not None else "")
+
+
+@dataclass
+class SchemaScripts:
+    """A dump's schema: pre-data text, post-data statements (phase 0: session settings) and the
+    statements that fill large objects (from pg_dump's data section)."""
+
+    pre: str
+    post: list[PostDataStatement]
+    large_objects: list[str] = field(default_factory=list)
+
+
+def _script_text(statements: list[str]) -> str:
+    return "".join(stmt + ";\n\n" for stmt in statements)
+
+
+def _post_text(post: list[PostDataStatement]) -> str:
+    return "".join((f"--\n{p.header}\n--\n\n" if p.header else "") + p.sql + ";\n\n" for p in post)
+
+
+def large_object_statements(entries: list[pgdump.Entry]) -> list[str]:
+    """pg_dump's BLOBS data as one ``lo_put`` per chunk.
+
+    pg_dump writes ``lo_open``/``lowrite(0, ...)``/``lo_close`` inside BEGIN/COMMIT, which only works
+    in one transaction; ``lo_put`` at an explicit offset is the same write and runs anywhere (psql's
+    autocommit, or the loader's transaction per data file).
+    """
+    out: list[str] = []
+    oid, offset = None, 0
+    for e in entries:
+        if e.type != "BLOBS":
+            continue
+        for stmt in e.statements:
+            if stmt in ("BEGIN", "COMMIT"):
+                continue
+            if m := re.fullmatch(r"SELECT pg_catalog\.lo_open\('(\d+)', \d+\)", stmt):
+                oid, offset = m.group(1), 0
+            elif m := re.fullmatch(r"SELECT pg_catalog\.lowrite\(0, '(\\x[0-9a-f]*)'\)", stmt):
+                if oid is None:
+                    raise DatabaseError(f"pg_dump's large object data: lowrite without lo_open: {stmt[:60]}")
+                out.append(f"SELECT pg_catalog.lo_put('{oid}', {offset}, '{m.group(1)}')")
+                offset += (len(m.group(1)) - 2) // 2
+            elif re.fullmatch(r"SELECT pg_catalog\.lo_close\(0\)", stmt):
+                oid = None
+            else:
+                raise DatabaseError(f"pg_dump's large object data: unexpected statement {stmt[:60]}")
+    return out
 
 
 def _translate(error: psycopg.Error, what: str) -> DatabaseError:
@@ -303,7 +353,7 @@ def plan_slices(
 
 def copy_header(t: Table) -> str:
     cols = ", ".join(ident(c) for c in t.copy_columns())
-    return f"COPY {ident(t.schema or '', t.name)} ({cols}) FROM stdin;\n"
+    return f"COPY {ident(t.schema or '', t.name)}{f' ({cols})' if cols else ''} FROM stdin;\n"
 
 
 def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
@@ -314,9 +364,13 @@ def _select(s: Slice, expressions: sql.Composable) -> sql.Composed:
 
 
 def copy_query(s: Slice) -> sql.Composed:
-    cols = sql.SQL(", ").join(map(sql.Identifier, s.table.copy_columns()))
+    names = s.table.copy_columns()
+    cols = sql.SQL(", ").join(map(sql.Identifier, names))
     if s.where is None and s.select is None:
-        return sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(s.table.schema or "", s.table.name), cols)
+        table = sql.Identifier(s.table.schema or "", s.table.name)
+        if not names:  # a table without columns (CREATE TABLE t ()) still has rows
+            return sql.SQL("COPY {} TO STDOUT").format(table)
+        return sql.SQL("COPY {} ({}) TO STDOUT").format(table, cols)
     return sql.SQL("COPY ({}) TO STDOUT").format(_select(s, s.select or cols))
 
 
@@ -328,17 +382,10 @@ def copy_via_psql(psql: str, source: PgEndpoint, setup: list[str], query: str, s
     snapshot first, so it reads the same instant. The password goes through the child's environment,
     never its command line.
     """
-    params = source.params()
-    env = dict(os.environ)
-    password = params.pop("password", None)
-    if password:
-        env["PGPASSWORD"] = str(password)
-    argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
-    if params:
-        argv += ["-d", make_conninfo(**params)]
+    env, dbname = pgdump.child_connection(source)
+    argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", *dbname]
     for statement in [*setup, query]:
         argv += ["-c", statement]
-    env.setdefault("PGAPPNAME", "ybrewind")
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         rows = 0
@@ -420,6 +467,12 @@ def _inserts_out(conn: psycopg.Connection, s: Slice, sink: Callable[[bytes], Non
     """Multi-row INSERTs; values are quoted by the server (quote_nullable), never by us."""
     t = s.table
     cols = t.copy_columns()
+    if not cols:  # a table without columns: one row each
+        with conn.cursor() as cur:
+            cur.execute(_select(s, sql.SQL("")))
+            rows = len(cur.fetchall())
+        sink(f"INSERT INTO {ident(t.schema or '', t.name)} DEFAULT VALUES;\n".encode() * rows)
+        return rows
     row_expr = sql.SQL("'(' || concat_ws(', ', {}) || ')'").format(
         sql.SQL(", ").join(sql.SQL("quote_nullable({}::text)").format(sql.Identifier(c)) for c in cols)
     )
@@ -455,6 +508,8 @@ class Dumper:
         # A subset's row lists do not fit a psql command line: read in-process.
         self.psql = find_psql() if options.use_psql and options.subset is None else None
         self.snapshot_setup: list[str] = []
+        self.warnings: list[str] = []
+        self.pg_dump: pgdump.PgDumpTool | None = None
 
     # -- shared -----------------------------------------------------------------------------
     def _open(self) -> tuple[psycopg.Connection, Snapshot, SchemaModel]:
@@ -466,7 +521,11 @@ class Dumper:
             snapshot = Snapshot(
                 conn, server.is_yugabyte, self.opt.snapshot, self.opt.read_time_us, self.opt.yb_history_retention_s
             )
-            model = catalog.read_schema(conn, self.opt.filters)
+            self.pg_dump, why = self._pg_dump_tool(server)
+            # With pg_dump rendering the schema, the model only serves the data (tables, sequences).
+            model = catalog.read_schema(conn, self.opt.filters, full=self.pg_dump is None)
+            if why:
+                model.warnings.insert(0, why)
             self._check_history_retention(snapshot, model)
             if not server.is_yugabyte:
                 self._lock_tables(conn, model)
@@ -493,8 +552,9 @@ class Dumper:
     @staticmethod
     def _lock_tables(conn: psycopg.Connection, model: SchemaModel) -> None:
         # Like pg_dump: ACCESS SHARE locks keep tables from being dropped or altered mid-dump.
-        for t in model.tables():
-            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(t.schema or "", t.name)))
+        names = [sql.Identifier(t.schema or "", t.name) for t in model.tables()]
+        for i in range(0, len(names), 1000):  # one statement for many tables: a round trip each is slow
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(names[i : i + 1000])))
         # TRUNCATE and table rewrites are not MVCC-safe: one committed after the snapshot but before
         # the lock leaves the snapshot a new, empty file to read. The snapshot still sees the old
         # pg_class row; the relation cache, refreshed by the lock, has the new file.
@@ -509,7 +569,8 @@ class Dumper:
                 "its rows as of the snapshot cannot be read; dump again"
             )
 
-    def _render(self, model: SchemaModel) -> tuple[DdlWriter, list[str], list[PostDataStatement]]:
+    def _render(self, model: SchemaModel) -> SchemaScripts:
+        """The built-in reader's schema (YugabyteDB sources, --dialect yugabyte, no usable pg_dump)."""
         dialect = self.opt.dialect or model.server.dialect
         writer = DdlWriter(model, RenderOptions(dialect, self.opt.owners, self.opt.privileges))
         pre = [] if self.opt.data_only else writer.pre_data()
@@ -518,7 +579,75 @@ class Dumper:
             post = [p for p in post if p.phase in (PHASE_SEQUENCES, PHASE_REFRESH)]
         elif self.opt.schema_only:
             post = [p for p in post if p.phase != PHASE_SEQUENCES]
-        return writer, pre, post
+        settings = [PostDataStatement(s, "", 0) for s in SCRIPT_PREAMBLE]
+        return SchemaScripts(_script_text(SCRIPT_PREAMBLE + pre), settings + post)
+
+    def _pg_dump_tool(self, server: Server) -> tuple[pgdump.PgDumpTool | None, str]:
+        """pg_dump for a PostgreSQL source rendered for PostgreSQL, or None (the built-in reader)
+        and, if pg_dump was wanted, a warning saying what the built-in reader may lose.
+
+        YugabyteDB sources keep the built-in reader: pg_dump cannot render YB's HASH/SPLIT/colocation
+        clauses.
+        """
+        if server.is_yugabyte or (self.opt.dialect or server.dialect) != "postgres":
+            return None, ""
+        tool, why = pgdump.find_pg_dump(server.version_num)
+        if tool is not None:
+            return tool, ""
+        return None, (
+            f"{why}: the schema is read by ybrewind's built-in reader instead, which renders tables, "
+            "types, functions, views, sequences, constraints, indexes, triggers, rules, policies, "
+            "statistics and privileges but may lose details pg_dump keeps (column storage and "
+            "compression, NOT VALID domain constraints, partition index names); the kinds it does not "
+            "render at all are named in the warnings that follow. Install pg_dump to dump the whole schema"
+        )
+
+    def _start_schema(
+        self, conn: psycopg.Connection, snapshot: Snapshot, model: SchemaModel, pool: ThreadPoolExecutor
+    ) -> Callable[[], SchemaScripts]:
+        """Start producing the schema; the returned function waits for it.
+
+        pg_dump runs in the background (its own processes, inside the dump's snapshot) while the
+        workers dump the data.
+        """
+        tool = self.pg_dump
+        if tool is None:
+            scripts = self._render(model)
+            self.warnings = list(model.warnings)
+            return lambda: scripts
+        self.warnings = []
+        assert snapshot.name is not None
+        common = [f"--snapshot={snapshot.name}", *pgdump.filter_args(self.opt.filters)]
+        common += [] if self.opt.owners else ["--no-owner"]
+        common += [] if self.opt.privileges else ["--no-privileges"]
+        sections = ["post-data"] if self.opt.data_only else ["pre-data", "post-data"]
+        common += ["--no-blobs"] if self.opt.schema_only else []
+        texts = pool.submit(pgdump.schema_sections, tool, self.source, common, sections)
+        data: Future[str] | None = None
+        if not self.opt.schema_only:
+            # Large objects from pg_dump's data section without the table data. Sequence values come
+            # from the model (read in the same snapshot): pg_dump -t cannot select an identity
+            # sequence without its table's data.
+            whole_database = not (self.opt.filters.schemas or self.opt.filters.tables or self.opt.data_only)
+            row = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata)").fetchone()
+            if whole_database and row and row[0]:
+                args = ["--section=data", f"--snapshot={snapshot.name}", "--blobs", "--exclude-table-data=*.*"]
+                data = pool.submit(pgdump.run_pg_dump, tool, self.source, args)
+            elif self.opt.data_only and row and row[0]:
+                # A large object is created by pre-data (lo_create), which a data-only dump has not.
+                self.warnings.append("large objects are not dumped by a data-only dump (dump them with the schema)")
+        sequences = [] if self.opt.schema_only else DdlWriter(model).sequence_values()
+
+        def collect() -> SchemaScripts:
+            *pre, post = texts.result()
+            preamble, entries = pgdump.parse(post)
+            statements = pgdump.post_data_statements(preamble, entries, data_only=self.opt.data_only)
+            statements += [PostDataStatement(s, "", PHASE_SEQUENCES) for s in sequences]
+            large_objects = large_object_statements(pgdump.parse(data.result())[1]) if data is not None else []
+            statements.sort(key=lambda p: p.phase)
+            return SchemaScripts(pre[0] if pre else "", statements, large_objects)
+
+        return collect
 
     def _data_tables(self, model: SchemaModel) -> list[Table]:
         if self.opt.schema_only:
@@ -540,23 +669,29 @@ class Dumper:
             raise storage_error(outdir, e) from None
         conn, snapshot, model = self._open()
         try:
-            _, pre, post = self._render(model)
-            for w in model.warnings:
-                self.progress.warn(w)
-            suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
-            files: list[mf.FileEntry] = []
-            files.append(self._write_script(outdir, f"pre-data{suffix}", "pre-data", SCRIPT_PREAMBLE + pre))
-            slices = plan_slices(
-                self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
-            )
-            if self.opt.subset is not None:
-                slices = subset.restrict(conn, slices, self.opt.subset, model.server.is_yugabyte)
-            files += self._dump_data(outdir, slices, snapshot, conn)
-            files.append(
-                self._write_script(outdir, f"post-data{suffix}", "post-data", SCRIPT_PREAMBLE + [p.sql for p in post])
-            )
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                schema = self._start_schema(conn, snapshot, model, pool)
+                for w in self.warnings:
+                    self.progress.warn(w)
+                suffix = ".sql" + (ZSTD_SUFFIX if self.opt.compress else "")
+                slices = plan_slices(
+                    self._data_tables(model), model.server.is_yugabyte, self.opt.slice_bytes, self.opt.jobs
+                )
+                if self.opt.subset is not None:
+                    slices = subset.restrict(conn, slices, self.opt.subset, model.server.is_yugabyte)
+                data_files = self._dump_data(outdir, slices, snapshot, conn)
+                scripts = schema()
+            files = [self._write_text(outdir, f"pre-data{suffix}", "pre-data", scripts.pre or _script_text(SCRIPT_PREAMBLE))]
+            if scripts.large_objects:
+                name = f"data/0000-large-objects{suffix}"
+                files.append(self._write_text(outdir, name, "data", _script_text(scripts.large_objects)))
+            files += data_files
+            post = scripts.post
+            files.append(self._write_text(outdir, f"post-data{suffix}", "post-data", _post_text(post)))
             if not self.opt.compress:
                 files.append(self._write_restore(outdir, files))
+        except psycopg.Error as e:
+            raise _translate(e, f"dumping {self.source.display()}") from None
         finally:
             conn.close()
         manifest = mf.Manifest(
@@ -579,10 +714,10 @@ class Dumper:
                 "data_only": self.opt.data_only,
                 "jobs": self.opt.jobs,
             },
-            objects=_object_summary(model),
+            objects=_object_summary(model, scripts if self.pg_dump else None),
             files=files,
-            post_data=[[0, ""]] * len(SCRIPT_PREAMBLE) + [[p.phase, p.group] for p in post],
-            warnings=model.warnings,
+            post_data=[[p.phase, p.group] for p in post],
+            warnings=self.warnings,
         )
         manifest.write(outdir)
         data = manifest.files_of("data")
@@ -595,14 +730,13 @@ class Dumper:
             len(manifest.files) + 1,
             round(time.monotonic() - started, 3),
             manifest.snapshot,
-            model.warnings,
+            self.warnings,
         )
 
-    def _write_script(self, outdir: Path, name: str, kind: str, statements: list[str]) -> mf.FileEntry:
+    def _write_text(self, outdir: Path, name: str, kind: str, text: str) -> mf.FileEntry:
         with atomic_write(outdir / name, compress=self.opt.compress) as w:
             w.write(f"-- ybrewind {kind}\n\n".encode())
-            for stmt in statements:
-                w.write((stmt + ";\n\n").encode())
+            w.write(text.encode())
         return mf.FileEntry(name, kind, w.sha256, w.bytes, compressed=self.opt.compress)
 
     def _write_restore(self, outdir: Path, files: list[mf.FileEntry]) -> mf.FileEntry:
@@ -666,13 +800,18 @@ class Dumper:
             if isinstance(e, psycopg.Error):
                 raise _translate(e, "dumping data") from None
             raise e
-        self.progress.done(bar)
+        # The files were written without a sync each: syncing them together is faster, and the
+        # manifest, written last, vouches for none of them before this.
+        paths = [outdir / f.path for f in results]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fsync_files, [paths[i :: workers] for i in range(workers)]))
         fsync_dir(outdir / "data")
+        self.progress.done(bar)
         return sorted(results, key=lambda f: f.path)
 
     def _dump_slice(self, conn: psycopg.Connection, path: Path, name: str, s: Slice, bar: Any) -> mf.FileEntry:
         t = s.table
-        with atomic_write(path, compress=self.opt.compress) as w:
+        with atomic_write(path, compress=self.opt.compress, sync=False) as w:
 
             def sink(data: bytes) -> None:
                 w.write(data)
@@ -683,7 +822,8 @@ class Dumper:
                     rows = _inserts_out(conn, s, sink)
                 else:
                     w.write(copy_header(t).encode())
-                    if self.psql:
+                    size = t.estimated_bytes if s.where is None else self.opt.slice_bytes
+                    if self.psql and size >= self.opt.psql_min_bytes:
                         rows = copy_via_psql(
                             self.psql, self.source, self.snapshot_setup, copy_query(s).as_string(conn), sink
                         )
@@ -715,13 +855,15 @@ class Dumper:
             written += len(data)
 
         try:
-            _, pre, post = self._render(model)
-            for w in model.warnings:
-                self.progress.warn(w)
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                schema = self._start_schema(conn, snapshot, model, pool)
+                for w in self.warnings:
+                    self.progress.warn(w)
+                scripts = schema()
             emit(f"-- ybrewind dump of {model.database.name} at {snapshot.time.isoformat()}\n".encode())
             emit(b"\\set ON_ERROR_STOP on\n")
-            for stmt in SCRIPT_PREAMBLE + pre:
-                emit((stmt + ";\n\n").encode())
+            emit((scripts.pre or _script_text(SCRIPT_PREAMBLE)).encode())
+            emit(_script_text(scripts.large_objects).encode())
             tables = self._data_tables(model)
             for s in plan_slices(tables, model.server.is_yugabyte, 0, 1):
                 if self.opt.inserts:
@@ -730,8 +872,7 @@ class Dumper:
                     emit(copy_header(s.table).encode())
                     rows += copy_to(conn, copy_query(s).as_bytes(conn), emit)
                     emit(b"\\.\n\n")
-            for p in sorted(post, key=lambda p: p.phase):
-                emit((p.sql + ";\n\n").encode())
+            emit(_post_text(scripts.post).encode())
             out.flush()
         except psycopg.Error as e:
             raise _translate(e, "dumping") from None
@@ -746,11 +887,20 @@ class Dumper:
             1,
             round(time.monotonic() - started, 3),
             snapshot.describe(),
-            model.warnings,
+            self.warnings,
         )
 
 
-def _object_summary(model: SchemaModel) -> dict[str, Any]:
+def _object_summary(model: SchemaModel, scripts: SchemaScripts | None = None) -> dict[str, Any]:
+    """Counts per object kind (pg_dump's TOC types when pg_dump wrote the schema), schemas, tables."""
+    if scripts is not None:
+        text = scripts.pre + "".join(p.header + "\n" for p in scripts.post)
+        toc = Counter(m.group("type") for m in re.finditer(r"(?m)^" + pgdump.HEADER.pattern, text))
+        return {
+            "counts": dict(sorted(toc.items())),
+            "schemas": [o.name for o in model.objects if type(o).__name__ == "Schema"],
+            "tables": [[t.schema, t.name] for t in model.tables()],
+        }
     counts: dict[str, int] = {}
     for o in model.objects:
         kind = type(o).__name__

@@ -148,6 +148,8 @@ class Loader:
         if manifest.api != "ysql":
             raise UsageError(f"{directory} is a {manifest.api.upper()} dump; load it into a ycql:// target")
         result.steps["verify"] = round(time.monotonic() - step, 3)
+        for w in manifest.warnings:  # what the dump could not render, said again before anything changes
+            self.progress.warn(w)
         # A data-only dump goes into tables whose foreign keys and triggers already exist: like
         # pg_restore --disable-triggers, load with replication role "replica" (superuser only).
         self.session_settings = ["SET session_replication_role = replica"] if manifest.options.get("data_only") else []
@@ -295,9 +297,12 @@ class Loader:
                 f"{path.name} holds {len(statements)} statements, the manifest lists {len(layout)}"
             )
         phases: dict[int, dict[str, list[script.Statement]]] = defaultdict(lambda: defaultdict(list))
+        settings: list[str] = []
         for stmt, (phase, group) in zip(statements, layout, strict=True):
-            if phase == 0:
-                continue  # session settings: every loader connection applies them
+            if phase == 0:  # session settings (pg_dump's or ybrewind's): every post-data connection runs them
+                assert isinstance(stmt, script.Statement)
+                settings.append(stmt.sql)
+                continue
             assert isinstance(stmt, script.Statement)
             # Foreign keys, sequence values and refreshes run in one ordered stream: parallel FK
             # validation can deadlock, and materialized views refresh in dependency order.
@@ -314,18 +319,27 @@ class Loader:
                         self.progress.advance(bar, 1)
 
                 jobs.append(run)
-            self._parallel(jobs)
+            self._parallel(jobs, settings)
         return len(statements)
 
     def _analyze(self, tables: list[tuple[str, ...]]) -> None:
         self._parallel([(lambda c, t=t: c.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*t)))) for t in tables])
 
-    def _parallel(self, jobs: list[Callable[[psycopg.Connection], None]]) -> None:
-        """Run jobs on up to ``jobs`` connections; the first failure cancels the rest and is raised."""
+    def _parallel(self, jobs: list[Callable[[psycopg.Connection], None]], settings: list[str] | None = None) -> None:
+        """Run jobs on up to ``jobs`` connections (each first runs ``settings``); the first failure
+        cancels the rest and is raised."""
         if not jobs:
             return
         n = min(self.opt.jobs, len(jobs))
         conns = [self.connect() for _ in range(n)]
+        try:
+            for c in conns:
+                for stmt in settings or []:
+                    c.execute(stmt.encode())
+        except psycopg.Error as e:
+            for c in conns:
+                c.close()
+            raise db_error(e, "preparing a post-data session", stmt) from None
         free = list(conns)
         lock = threading.Lock()
         failed = threading.Event()

@@ -181,6 +181,7 @@ class Table(DbObject):
 class View(DbObject):
     definition: str = ""  # pg_get_viewdef
     materialized: bool = False
+    populated: bool = True  # a materialized view created or left WITH NO DATA is not refreshed
     options: list[str] = field(default_factory=list)  # reloptions, e.g. security_barrier=true
     columns_comments: dict[str, str] = field(default_factory=dict)
     column_acls: dict[str, list[Grant]] = field(default_factory=dict)
