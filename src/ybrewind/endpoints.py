@@ -25,6 +25,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ybrewind.errors import ConnectError, UsageError
 
 APP_NAME = "ybrewind"
+# Settings the text form of a value depends on, pinned where ybrewind reads values as text (COPY in
+# dumps, pgoutput in the archiver), as pg_dump and PostgreSQL's apply worker do (PostgreSQL 15
+# pg_dump.c setup_connection; libpqwalreceiver.c libpqrcv_connect): the source's defaults
+# (DateStyle 'SQL, DMY', sql_standard intervals...) must not change what a dump or an archive holds.
+TEXT_SETTINGS_OPTIONS = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class PgEndpoint:
 
     def with_dbname(self, dbname: str) -> PgEndpoint:
         return PgEndpoint(make_conninfo(self.conninfo, dbname=dbname))
+
+    def with_pinned_text_settings(self) -> PgEndpoint:
+        """This endpoint with ``TEXT_SETTINGS_OPTIONS`` added to the user's own options (URL or PGOPTIONS)."""
+        own = self.params().get("options") or os.environ.get("PGOPTIONS", "")
+        return PgEndpoint(make_conninfo(self.conninfo, options=f"{own} {TEXT_SETTINGS_OPTIONS}".strip()))
 
     @property
     def dbname(self) -> str:

@@ -502,7 +502,9 @@ def safe_filename(index: int, schema: str, name: str) -> str:
 class Dumper:
     def __init__(self, source: PgEndpoint, options: DumpOptions, progress: Progress | None = None) -> None:
         options.validate()
-        self.source = source
+        # Every connection (coordinator, workers, psql and pg_dump children) prints values the same
+        # way whatever the source's defaults: see TEXT_SETTINGS_OPTIONS.
+        self.source = source.with_pinned_text_settings()
         self.opt = options
         self.progress = progress or Progress()
         # A subset's row lists do not fit a psql command line: read in-process.

@@ -19,7 +19,6 @@ from ybrewind.endpoints import PgEndpoint
 from ybrewind.errors import DatabaseError
 from ybrewind.ysql.pgoutput import PG_EPOCH_US, lsn_to_str, str_to_lsn
 
-PINNED_OPTIONS = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex"
 _XLOGDATA = struct.Struct("!QQq")
 _KEEPALIVE = struct.Struct("!QqB")
 _STATUS = struct.Struct("!QQQqB")
@@ -59,8 +58,7 @@ class ReplicationConnection:
         # pgoutput prints values with this session's settings: pin the ones their text depends on,
         # as PostgreSQL's own apply worker does (PostgreSQL 15 libpqwalreceiver.c, libpqrcv_connect;
         # the user's own options are kept). Not verified against YugabyteDB's walsender.
-        options = f"{endpoint.params().get('options', '')} {PINNED_OPTIONS}".strip()
-        self.conn = endpoint.connect(replication=True, options=options)
+        self.conn = endpoint.with_pinned_text_settings().connect(replication=True)
         self.pgconn = self.conn.pgconn
         self.streaming = False
 
