@@ -55,10 +55,12 @@ class PgEndpoint:
     def with_dbname(self, dbname: str) -> PgEndpoint:
         return PgEndpoint(make_conninfo(self.conninfo, dbname=dbname))
 
-    def with_pinned_text_settings(self) -> PgEndpoint:
-        """This endpoint with ``TEXT_SETTINGS_OPTIONS`` added to the user's own options (URL or PGOPTIONS)."""
+    def with_pinned_text_settings(self, *, utc: bool = False) -> PgEndpoint:
+        """This endpoint with ``TEXT_SETTINGS_OPTIONS`` added to the user's own options (URL or PGOPTIONS);
+        ``utc`` pins TimeZone too, for text that is compared across servers (timestamptz)."""
         own = self.params().get("options") or os.environ.get("PGOPTIONS", "")
-        return PgEndpoint(make_conninfo(self.conninfo, options=f"{own} {TEXT_SETTINGS_OPTIONS}".strip()))
+        pinned = TEXT_SETTINGS_OPTIONS + (" -c timezone=UTC" if utc else "")
+        return PgEndpoint(make_conninfo(self.conninfo, options=f"{own} {pinned}".strip()))
 
     @property
     def dbname(self) -> str:

@@ -67,7 +67,8 @@ class _Side:
 def _read(endpoint: PgEndpoint, filters: Filters | None, owners: bool, privileges: bool) -> _Side:
     base = filters or Filters()
     filters = replace(base, exclude_schemas=[*base.exclude_schemas, *BOOKKEEPING_SCHEMAS])
-    with endpoint.connect() as conn:
+    # Row checksums hash text forms: both sides print them with the same settings, whatever their defaults.
+    with endpoint.with_pinned_text_settings(utc=True).connect() as conn:
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             model = read_schema(conn, filters)
