@@ -16,7 +16,14 @@ import pytest
 
 from tests.conftest import PgServer
 from tests.integration.test_restore import SCHEMA, Oracle, commit_us, restored_state, snapshot, workload_step
-from tests.support.archive import fast_options, last_commit_us, running_archiver, wait_for_commit, wait_until_started
+from tests.support.archive import (
+    drop_slot,
+    fast_options,
+    last_commit_us,
+    running_archiver,
+    wait_for_commit,
+    wait_until_started,
+)
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import pitr
 from ybrewind.archive import retention
@@ -34,7 +41,9 @@ def _repo(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Reposito
 
 def _drop_slot(pg: PgServer, db: str) -> None:
     with pg.connect(db) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s", [db])
+        slots = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", [db]).fetchall()
+        for (slot,) in slots:
+            drop_slot(conn, slot)
 
 
 def _restore_matches(pg: PgServer, repo: Repository, target_us: int, expected: Oracle) -> str:

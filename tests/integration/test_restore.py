@@ -313,10 +313,7 @@ def test_every_fixture_type_survives_archive_and_replay(pg: PgServer, fixture_db
             pg.drop_database(target)
     finally:
         with pg.connect(source) as conn:
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                [f"s_{source}"],
-            )
+            drop_slot(conn, f"s_{source}")
         pg.drop_database(source)
 
 
