@@ -75,14 +75,17 @@ def test_sigkill_during_scans(cql: CqlServer, tmp_path: Path) -> None:
     seen: set[tuple] = set()
     present: dict[str, bool] = {}
     for info in stored:
-        for r in read_scan(repo, info)[1]:
+        records = read_scan(repo, info)[1]
+        lost_cells = {str(r[2]) for r in records if r[0] == "X"}
+        for r in records:
             k = str(r[2])
             if r[0] == "W":
                 ident = (k, r[3], r[5])
                 assert ident not in seen, f"write archived twice: {r}"
                 seen.add(ident)
             elif r[0] == "R":
-                assert not present.get(k), f"row appeared twice: {r}"
+                # Again for a present row only when it lost its last cell (its marker keeps it).
+                assert not present.get(k) or k in lost_cells, f"row appeared twice: {r}"
                 present[k] = True
             elif r[0] == "D":
                 assert present.get(k), f"row deleted twice: {r}"
