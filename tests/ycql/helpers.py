@@ -1,11 +1,15 @@
-"""Test helpers: run the CLI in-process, read whole tables independently of the dump code."""
+"""Test helpers: run the CLI in-process, read whole tables independently of the dump code, drive the archiver."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from tests.support.cli import assert_one_line_error, run_cli  # noqa: F401 - re-exported for tests
 from tests.ycql.conftest import CqlServer
+from ybrewind.archive.repo import Repository
 from ybrewind.ycql.literals import parse_type, quote_ident
 
 
@@ -59,3 +63,23 @@ def describe(server: CqlServer, keyspace: str) -> str:
         .replace(f"{keyspace}.", "KS.")
         .replace(f"KEYSPACE {keyspace} ", "KEYSPACE KS ")
     )
+
+
+def archiver_argv(server: CqlServer, ks: str, repo: Path, *extra: str) -> list[str]:
+    """``ybrewind archive start`` of keyspace ``ks`` into ``repo`` as a subprocess command, scanning back to back."""
+    return [
+        sys.executable, "-m", "ybrewind.cli", "archive", "start", "-q", "-j", "2", "--scan-interval", "0.05",
+        server.url(ks), str(repo), *extra,
+    ]  # fmt: skip
+
+
+def segments(repo: Path) -> list:
+    """The repository's stored scans (none before the archiver created it)."""
+    return Repository.open(str(repo)).segments() if (repo / "repository.json").exists() else []
+
+
+def wait_for_segments(repo: Path, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(segments(repo)) < count:
+        assert time.monotonic() < deadline, "the archiver stored no scan in time"
+        time.sleep(0.05)

@@ -6,7 +6,8 @@ time and TTL, and compares what it read with the previous scan:
 
 * a cell whose write time changed (or, for counters and cells whose write time the server cannot
   read, whose value changed) is archived with its value, write time and expiry (``W`` / ``V``);
-* a row that appeared is archived as ``R`` (its row marker), a row that disappeared as ``D``, a
+* a row that appeared is archived as ``R`` (its row marker; again when a row is still returned
+  after losing its last cell, which only a row marker does), a row that disappeared as ``D``, a
   cell that became null (deleted, set to null, expired) as ``X``; these carry no time of their
   own: they are stamped with the scan that found them.
 
@@ -554,6 +555,10 @@ class Capture:
                     else:
                         records.append(["W", name, jkey, cname, raw, wt, exp])
             records += [["X", name, jkey, cname] for cname in before if cname not in cells]
+            if before and not cells and len(key) == nkey:
+                # Still returned without a live cell: a row marker keeps it (written by an INSERT the
+                # cells cannot show, so what ``R`` assumed when the row appeared no longer holds).
+                records.append(["R", name, jkey, None])
         for kt, before in old.items():
             if kt in seen:
                 continue
