@@ -289,7 +289,7 @@ class KeyspaceSeeder:
         key = tuple(items)
         pool = self.pools.get(key)
         if pool is None:
-            seeding.check_cql_items(items)
+            seeding.check_items(items, "ycql")
             prefix = f"ybt_{_worker()}_{os.getpid()}_{len(self.pools) + 1}"
             pool = self.pools[key] = seeding.KeyspacePool(YcqlEndpoint.parse(self.url), prefix, items, self.pool_size)
         return pool

@@ -36,18 +36,20 @@ from ybrewind.ycql.session import connect as cql_connect
 from ybrewind.ysql.load import LoadOptions, db_error, load
 
 SeedItem = Path | Callable[[psycopg.Connection], object]
+CqlSeedItem = Path | Callable[[Any], object]  # callables get a cassandra-driver Session bound to the keyspace
 
 
-def check_items(items: Sequence[SeedItem]) -> None:
-    """Refuse, before anything is created, a seed item that cannot be loaded into a YSQL database."""
+def check_items(items: Sequence[SeedItem | CqlSeedItem], api: str = "ysql") -> None:
+    """Refuse, before anything is created, a seed item that cannot be loaded (YSQL database or YCQL keyspace)."""
+    script, dump_kind = (".cql", "a YCQL dump directory") if api == "ycql" else (".sql", "a dump directory")
     for item in items:
         if callable(item):
             continue
         path = Path(item)
         if not path.exists():
             raise UsageError(f"seed {path} does not exist")
-        if path.is_file() and not path.name.endswith((".sql", ".sql.zst")):
-            raise UsageError(f"seed {path} is neither a dump directory nor a .sql script")
+        if path.is_file() and not path.name.endswith((script, script + ".zst")):
+            raise UsageError(f"seed {path} is neither {dump_kind} nor a {script} script")
 
 
 def apply_seed(target: PgEndpoint, items: Sequence[SeedItem]) -> None:
@@ -249,19 +251,7 @@ class CopyPool(ReadyPool):
 
 
 # -- YCQL keyspaces ------------------------------------------------------------------------------
-CqlSeedItem = Path | Callable[[Any], object]  # callables get a cassandra-driver Session bound to the keyspace
 
-
-def check_cql_items(items: Sequence[CqlSeedItem]) -> None:
-    """Refuse, before anything is created, a seed item that cannot be loaded into a YCQL keyspace."""
-    for item in items:
-        if callable(item):
-            continue
-        path = Path(item)
-        if not path.exists():
-            raise UsageError(f"seed {path} does not exist")
-        if path.is_file() and not path.name.endswith((".cql", ".cql.zst")):
-            raise UsageError(f"seed {path} is neither a YCQL dump directory nor a .cql script")
 
 
 def seed_keyspace(server: YcqlEndpoint, conn: CqlConnection, name: str, items: Sequence[CqlSeedItem]) -> None:
@@ -287,7 +277,7 @@ class KeyspacePool(ReadyPool):
     what = "keyspace"
 
     def __init__(self, server: YcqlEndpoint, prefix: str, seed: Sequence[CqlSeedItem], size: int = 2) -> None:
-        check_cql_items(seed)
+        check_items(seed, "ycql")
         self.server = server.with_keyspace(None)
         self.seed = list(seed)
         super().__init__(prefix, size)
