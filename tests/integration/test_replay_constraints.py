@@ -9,10 +9,6 @@ target's session settings differ from the source's, and a restore SIGKILLed midw
 from __future__ import annotations
 
 import logging
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -20,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import PgServer
-from tests.integration.test_restore import replay_position, restored_state, snapshot
+from tests.integration.test_restore import kill_midway_then_finish, restore_argv, restored_state, snapshot
 from tests.support.archive import (
     drop_slot,
     fast_options,
@@ -269,32 +265,9 @@ def test_restore_killed_midway_over_unique_moves_resumes(pg: PgServer, db: str, 
     schema = DOCS + "INSERT INTO docs SELECT 100 + g, 'p-' || g, 'small' FROM generate_series(1, 8) g;"
     expected = archive(pg, db, repo, schema, transactions)
     target = pg.create_database("resumed")
-    argv = [
-        sys.executable,
-        "-m",
-        "ybrewind.cli",
-        "restore",
-        "-q",
-        str(repo_dir),
-        pg.url(target),
-        "--latest",
-        "--batch-changes",
-        "40",
-    ]
+    argv = restore_argv(repo_dir, pg.url(target), batch_changes=40)
     try:
-        for batches in (3, 10):
-            proc = subprocess.Popen(argv)
-            seen: set[int] = set()
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline and len(seen) <= batches:
-                applied = replay_position(pg, target)
-                if applied is not None:
-                    seen.add(applied)
-                time.sleep(0.005)
-            assert proc.poll() is None, "the restore finished before it could be killed"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        assert subprocess.run(argv).returncode == 0
+        kill_midway_then_finish(pg, target, argv, (3, 10))
         assert restored_state(pg, target) == expected
     finally:
         pg.drop_database(target)

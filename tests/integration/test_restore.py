@@ -195,6 +195,32 @@ def replay_position(pg: PgServer, db: str) -> int | None:
         return int(row[0]) if row else None
 
 
+def restore_argv(repo_dir: Path, target_url: str, *, batch_changes: int) -> list[str]:
+    """``ybrewind restore --latest`` as a subprocess (so that it can be SIGKILLed)."""
+    return [
+        sys.executable, "-m", "ybrewind.cli", "restore", "-q", str(repo_dir), target_url,
+        "--latest", "--batch-changes", str(batch_changes),
+    ]  # fmt: skip
+
+
+def kill_midway_then_finish(pg: PgServer, target: str, argv: list[str], kill_after: tuple[int, ...]) -> None:
+    """SIGKILL the restore once per entry of ``kill_after``, after it committed that many replay
+    batches (progress is visible in the target); then run it to completion."""
+    for batches in kill_after:
+        proc = subprocess.Popen(argv)
+        seen: set[int] = set()
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and len(seen) <= batches:
+            applied = replay_position(pg, target)
+            if applied is not None:
+                seen.add(applied)
+            time.sleep(0.005)
+        assert proc.poll() is None, "the restore finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert subprocess.run(argv).returncode == 0
+
+
 def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) -> None:
     repo_dir = tmp_path / "repo"
     repo = Repository.open(str(repo_dir))
@@ -211,34 +237,10 @@ def test_restore_killed_midway_resumes(pg: PgServer, db: str, tmp_path: Path) ->
     with pg.connect(db) as conn:
         drop_slot(conn, f"s_{db}")
     target = pg.create_database("resumed")
-    argv = [
-        sys.executable,
-        "-m",
-        "ybrewind.cli",
-        "restore",
-        "-q",
-        str(repo_dir),
-        pg.url(target),
-        "--latest",
-        "--batch-changes",
-        "20",
-    ]
+    argv = restore_argv(repo_dir, pg.url(target), batch_changes=20)
     try:
-        # Kill it after it has committed a few replay batches (progress is visible in the target);
-        # small batches, so that a quiet machine still replays slowly enough to be caught midway.
-        for batches in (3, 8):
-            proc = subprocess.Popen(argv)
-            seen: set[int] = set()
-            deadline = time.monotonic() + 30
-            while proc.poll() is None and time.monotonic() < deadline and len(seen) <= batches:
-                applied = replay_position(pg, target)
-                if applied is not None:
-                    seen.add(applied)
-                time.sleep(0.01)
-            assert proc.poll() is None, "the restore finished before it could be killed"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        assert subprocess.run(argv).returncode == 0
+        # Small batches, so that a quiet machine still replays slowly enough to be caught midway.
+        kill_midway_then_finish(pg, target, argv, (3, 8))
         assert restored_state(pg, target) == expected
         with pg.connect(target) as conn:
             assert conn.execute("SELECT to_regnamespace('_ybrewind_restore')").fetchone() == (None,)
