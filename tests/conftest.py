@@ -6,6 +6,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -27,14 +28,21 @@ def sandbox_dir(prefix: str) -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
-def pg_sandbox() -> Iterator[sandbox_mod.Sandbox]:
-    directory = sandbox_dir("ybrewind-test-")
-    sb = sandbox_mod.start(directory)
+@contextmanager
+def own_sandbox(prefix: str, settings: dict[str, str] | None = None) -> Iterator[sandbox_mod.Sandbox]:
+    """A sandbox PostgreSQL of its own in a fresh /tmp directory, stopped (and removed) at the end."""
+    directory = sandbox_dir(prefix)
+    sb = sandbox_mod.start(directory, settings=settings)
     try:
         yield sb
     finally:
         sandbox_mod.stop(directory)
+
+
+@pytest.fixture(scope="session")
+def pg_sandbox() -> Iterator[sandbox_mod.Sandbox]:
+    with own_sandbox("ybrewind-test-") as sb:
+        yield sb
 
 
 class PgServer:
@@ -151,9 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from tests.support.ybsim.process import running
 
-    directory = sandbox_dir("ybrewind-ybsim-real-")
-    sb = sandbox_mod.start(directory)
-    _real_servers.callback(sandbox_mod.stop, directory)
+    sb = _real_servers.enter_context(own_sandbox("ybrewind-ybsim-real-"))
     sim = _real_servers.enter_context(running(sb.url().rsplit("/", 1)[0]))
     os.environ["YBREWIND_YSQL_URL"] = sim.url("postgres")
 
@@ -178,12 +184,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def ybsim_upstream() -> Iterator[sandbox_mod.Sandbox]:
     """A PostgreSQL of its own behind the endpoint: it installs catalog objects in every database."""
-    directory = sandbox_dir("ybrewind-ybsim-")
-    sb = sandbox_mod.start(directory)
-    try:
+    with own_sandbox("ybrewind-ybsim-") as sb:
         yield sb
-    finally:
-        sandbox_mod.stop(directory)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PgServer, sandbox_dir
+from tests.conftest import PgServer, own_sandbox
 from tests.support.archive import drop_slot, fast_options, running_archiver, wait_until_started
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import sandbox
@@ -17,18 +17,14 @@ from ybrewind.archive.repo import Repository
 @pytest.fixture(scope="module")
 def restricted_cluster() -> Iterator[sandbox.Sandbox]:
     """wal_level=logical but a single replication slot, so the slot limit can be reached."""
-    directory = sandbox_dir("ybrewind-slots-")
-    sb = sandbox.start(directory, settings={"max_replication_slots": "1", "max_wal_senders": "2"})
-    yield sb
-    sandbox.stop(directory)
+    with own_sandbox("ybrewind-slots-", {"max_replication_slots": "1", "max_wal_senders": "2"}) as sb:
+        yield sb
 
 
 @pytest.fixture(scope="module")
 def replica_cluster() -> Iterator[sandbox.Sandbox]:
-    directory = sandbox_dir("ybrewind-replica-")
-    sb = sandbox.start(directory, settings={"wal_level": "replica"})
-    yield sb
-    sandbox.stop(directory)
+    with own_sandbox("ybrewind-replica-", {"wal_level": "replica"}) as sb:
+        yield sb
 
 
 def test_unreachable_source(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

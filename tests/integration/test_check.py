@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import PgServer, sandbox_dir
+from tests.conftest import PgServer, own_sandbox
 from tests.support.archive import drop_slot, fast_options, running_archiver, wait_until_started
 from tests.support.cli import assert_one_line_error, run_cli
 from ybrewind import sandbox
@@ -20,12 +20,10 @@ from ybrewind.archive.repo import Repository
 @pytest.fixture(scope="module")
 def misconfigured() -> Iterator[sandbox.Sandbox]:
     """wal_level=replica and its only replication slot taken (a physical one: no logical slots there)."""
-    directory = sandbox_dir("ybrewind-check-")
-    sb = sandbox.start(directory, settings={"wal_level": "replica", "max_replication_slots": "1"})
-    with psycopg.connect(sb.url(), autocommit=True) as conn:
-        conn.execute("SELECT pg_create_physical_replication_slot('occupier')")
-    yield sb
-    sandbox.stop(directory)
+    with own_sandbox("ybrewind-check-", {"wal_level": "replica", "max_replication_slots": "1"}) as sb:
+        with psycopg.connect(sb.url(), autocommit=True) as conn:
+            conn.execute("SELECT pg_create_physical_replication_slot('occupier')")
+        yield sb
 
 
 def statuses(out: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PgServer, sandbox_dir
+from tests.conftest import PgServer, own_sandbox
 from tests.support.archive import fast_options, last_commit_us, running_archiver, wait_for_commit, wait_until_started
 from tests.support.cli import assert_one_line_error, run_cli
 from tests.support.faults import Rule, fault_proxy, fill, small_filesystem
@@ -324,12 +324,8 @@ def test_s3_persistent_errors_via_the_cli_are_one_line(
 @pytest.fixture
 def own_server() -> Iterator[sandbox_mod.Sandbox]:
     """A sandbox of its own: restarting it must not disturb the other tests' server."""
-    directory = sandbox_dir("ybrewind-restart-")
-    sb = sandbox_mod.start(directory)
-    try:
+    with own_sandbox("ybrewind-restart-") as sb:
         yield sb
-    finally:
-        sandbox_mod.stop(directory)
 
 
 def test_source_restart_while_archiving(own_server: sandbox_mod.Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
